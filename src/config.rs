@@ -1,0 +1,471 @@
+//! Settings: the TOML config file and the command line merged into one validated [`Settings`].
+//!
+//! Flags override the file; the file overrides the built-in defaults named below. Nothing
+//! after this module sees clap or TOML types.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use crate::cli::Cli;
+
+/// Downloads at once unless `--jobs` says otherwise.
+pub const DEFAULT_JOBS: usize = 8;
+/// Connections to one host at once unless `--max-per-host` says otherwise.
+pub const DEFAULT_MAX_PER_HOST: usize = 8;
+/// Retries after the first try.
+pub const DEFAULT_RETRIES: u32 = 5;
+/// Base of the exponential backoff, seconds.
+pub const DEFAULT_RETRY_WAIT: f64 = 1.0;
+/// Cap of the backoff and of `Retry-After`, seconds.
+pub const DEFAULT_MAX_RETRY_WAIT: f64 = 60.0;
+/// Seconds to establish a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: f64 = 10.0;
+/// Idle seconds without a byte before a try is abandoned.
+pub const DEFAULT_TIMEOUT: f64 = 30.0;
+/// Redirects followed per download.
+pub const DEFAULT_MAX_REDIRECTS: usize = 10;
+
+/// An error in the configuration: the file, a flag, or a key. Always exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS reason.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown key or a wrong type.
+    #[error("config file {path}: {message}\n  (every key is listed in config.example.toml)")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line and key.
+        message: String,
+    },
+    /// A flag or config key has a value volley cannot use.
+    #[error("{what}: {message}")]
+    Invalid {
+        /// The flag (`--jobs`) or key (`jobs in FILE`) at fault.
+        what: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// What to do when the final file already exists before the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExists {
+    /// Report "already complete" and make no request.
+    #[default]
+    Skip,
+    /// Replace the existing file.
+    Overwrite,
+    /// Keep the existing file; save as NAME.1.EXT, NAME.2.EXT, ...
+    Rename,
+    /// Fail that download.
+    Fail,
+}
+
+impl FromStr for OnExists {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "skip" => Ok(Self::Skip),
+            "overwrite" => Ok(Self::Overwrite),
+            "rename" => Ok(Self::Rename),
+            "fail" => Ok(Self::Fail),
+            _ => Err(format!("'{s}' is not one of skip, overwrite, rename, fail")),
+        }
+    }
+}
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressMode {
+    /// Bars on a terminal, plain lines otherwise.
+    #[default]
+    Auto,
+    /// Progress bars.
+    Bars,
+    /// One line per start, finish, retry and failure.
+    Plain,
+    /// Nothing but the summary.
+    None,
+}
+
+impl FromStr for ProgressMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "bars" => Ok(Self::Bars),
+            "plain" => Ok(Self::Plain),
+            "none" => Ok(Self::None),
+            _ => Err(format!("'{s}' is not one of auto, bars, plain, none")),
+        }
+    }
+}
+
+/// The TOML config file, as written. Keys are the long flag names with `_`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `--dir`
+    pub dir: Option<PathBuf>,
+    /// `--jobs`
+    pub jobs: Option<usize>,
+    /// `--max-per-host`
+    pub max_per_host: Option<usize>,
+    /// `--on-exists`
+    pub on_exists: Option<OnExists>,
+    /// `--retries`
+    pub retries: Option<u32>,
+    /// `--retry-wait`
+    pub retry_wait: Option<f64>,
+    /// `--max-retry-wait`
+    pub max_retry_wait: Option<f64>,
+    /// `--connect-timeout`
+    pub connect_timeout: Option<f64>,
+    /// `--timeout`
+    pub timeout: Option<f64>,
+    /// `--header`, as a list of "K: V" strings; flags add to these.
+    pub headers: Option<Vec<String>>,
+    /// `--user-agent`
+    pub user_agent: Option<String>,
+    /// `--proxy`
+    pub proxy: Option<String>,
+    /// `--insecure`
+    pub insecure: Option<bool>,
+    /// `--ca-cert`
+    pub ca_cert: Option<PathBuf>,
+    /// `--max-redirects`
+    pub max_redirects: Option<usize>,
+    /// `--allow-insecure-redirect`
+    pub allow_insecure_redirect: Option<bool>,
+    /// `--quiet`
+    pub quiet: Option<bool>,
+    /// `--progress`
+    pub progress: Option<ProgressMode>,
+    /// `--json`
+    pub json: Option<bool>,
+}
+
+/// Where a download's body goes when `-o` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputName {
+    /// `-o -`: the body goes to stdout.
+    Stdout,
+    /// `-o NAME`: the file name inside the directory.
+    File(String),
+}
+
+/// Everything the core needs, validated. Built by [`Settings::resolve`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// URLs given as arguments.
+    pub urls: Vec<String>,
+    /// `-i FILE` (`-` is stdin).
+    pub input_file: Option<PathBuf>,
+    /// Directory to save into.
+    pub dir: PathBuf,
+    /// `-o`: the name of the single download, or stdout.
+    pub output: Option<OutputName>,
+    /// Policy for final files that existed before the run.
+    pub on_exists: OnExists,
+    /// Downloads at once.
+    pub jobs: usize,
+    /// Connections to one host at once.
+    pub max_per_host: usize,
+    /// Retries after the first try.
+    pub retries: u32,
+    /// Backoff base.
+    pub retry_wait: Duration,
+    /// Backoff and Retry-After cap.
+    pub max_retry_wait: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Idle timeout.
+    pub timeout: Duration,
+    /// Extra headers for every request (config file first, then flags).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// User-Agent.
+    pub user_agent: String,
+    /// Proxy URL.
+    pub proxy: Option<String>,
+    /// Accept invalid certificates.
+    pub insecure: bool,
+    /// Extra PEM root.
+    pub ca_cert: Option<PathBuf>,
+    /// Redirects followed per download.
+    pub max_redirects: usize,
+    /// Follow `https` → `http` redirects.
+    pub allow_insecure_redirect: bool,
+    /// Errors and final failures only.
+    pub quiet: bool,
+    /// Progress display.
+    pub progress: ProgressMode,
+    /// JSON Lines on stdout.
+    pub json: bool,
+}
+
+impl Settings {
+    /// Merge the config file (given or default) with the flags and validate the result.
+    pub fn resolve(cli: Cli) -> Result<Settings, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => load_file(path)?,
+            None => match default_config_path().filter(|p| p.is_file()) {
+                Some(path) => load_file(&path)?,
+                None => FileConfig::default(),
+            },
+        };
+        Self::merge(cli, file)
+    }
+
+    /// Merge already-loaded parts; flags win over the file.
+    pub fn merge(cli: Cli, file: FileConfig) -> Result<Settings, ConfigError> {
+        let mut header_lines = file.headers.unwrap_or_default();
+        header_lines.extend(cli.headers);
+        let headers = header_lines
+            .iter()
+            .map(|h| parse_header(h).map_err(|m| invalid("--header", m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = cli.output.map(|o| {
+            if o == "-" {
+                Ok(OutputName::Stdout)
+            } else {
+                crate::input::check_out_name(&o)
+                    .map(|_| OutputName::File(o))
+                    .map_err(|m| invalid("--output", m))
+            }
+        });
+        let settings = Settings {
+            urls: cli.urls,
+            input_file: cli.input_file,
+            dir: cli.dir.or(file.dir).unwrap_or_else(|| PathBuf::from(".")),
+            output: output.transpose()?,
+            on_exists: cli.on_exists.or(file.on_exists).unwrap_or_default(),
+            jobs: at_least_one("--jobs", cli.jobs.or(file.jobs).unwrap_or(DEFAULT_JOBS))?,
+            max_per_host: at_least_one(
+                "--max-per-host",
+                cli.max_per_host
+                    .or(file.max_per_host)
+                    .unwrap_or(DEFAULT_MAX_PER_HOST),
+            )?,
+            retries: cli.retries.or(file.retries).unwrap_or(DEFAULT_RETRIES),
+            retry_wait: seconds(
+                "--retry-wait",
+                cli.retry_wait.or(file.retry_wait),
+                DEFAULT_RETRY_WAIT,
+            )?,
+            max_retry_wait: seconds(
+                "--max-retry-wait",
+                cli.max_retry_wait.or(file.max_retry_wait),
+                DEFAULT_MAX_RETRY_WAIT,
+            )?,
+            connect_timeout: positive_seconds(
+                "--connect-timeout",
+                cli.connect_timeout.or(file.connect_timeout),
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            timeout: positive_seconds("--timeout", cli.timeout.or(file.timeout), DEFAULT_TIMEOUT)?,
+            headers,
+            user_agent: cli
+                .user_agent
+                .or(file.user_agent)
+                .unwrap_or_else(|| concat!("volley/", env!("CARGO_PKG_VERSION")).to_string()),
+            proxy: cli.proxy.or(file.proxy),
+            insecure: cli.insecure || file.insecure.unwrap_or(false),
+            ca_cert: cli.ca_cert.or(file.ca_cert),
+            max_redirects: cli
+                .max_redirects
+                .or(file.max_redirects)
+                .unwrap_or(DEFAULT_MAX_REDIRECTS),
+            allow_insecure_redirect: cli.allow_insecure_redirect
+                || file.allow_insecure_redirect.unwrap_or(false),
+            quiet: cli.quiet || file.quiet.unwrap_or(false),
+            progress: cli.progress.or(file.progress).unwrap_or_default(),
+            json: cli.json || file.json.unwrap_or(false),
+        };
+        if settings.json && settings.output == Some(OutputName::Stdout) {
+            return Err(invalid(
+                "--json",
+                "cannot be combined with -o - (both write to stdout)".into(),
+            ));
+        }
+        if HeaderValue::from_str(&settings.user_agent).is_err() {
+            return Err(invalid(
+                "--user-agent",
+                "contains characters not allowed in a header".into(),
+            ));
+        }
+        if let Some(proxy) = &settings.proxy {
+            reqwest::Url::parse(proxy).map_err(|e| {
+                invalid(
+                    "--proxy",
+                    format!("'{proxy}' is not a URL ({e}); e.g. http://proxy:3128"),
+                )
+            })?;
+        }
+        Ok(settings)
+    }
+}
+
+/// `$XDG_CONFIG_HOME/volley/config.toml`, else `~/.config/volley/config.toml`.
+pub fn default_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("volley").join("config.toml"))
+}
+
+/// Read and parse one config file.
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_file(path, &text)
+}
+
+/// Parse config text; errors name the file, the line and the key.
+pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let key = e.span().and_then(|s| {
+            let line_start = text[..s.start.min(text.len())]
+                .rfind('\n')
+                .map_or(0, |i| i + 1);
+            let rest = &text[line_start..];
+            let key = rest.split('=').next()?.trim();
+            (!key.is_empty() && !key.contains('\n')).then(|| key.to_string())
+        });
+        let mut message = String::new();
+        if let Some(line) = line {
+            message.push_str(&format!("line {line}: "));
+        }
+        if let Some(key) = key {
+            message.push_str(&format!("key '{key}': "));
+        }
+        message.push_str(e.message().trim());
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        }
+    })
+}
+
+/// Parse a `K: V` header line.
+pub fn parse_header(line: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = line
+        .split_once(':')
+        .ok_or_else(|| format!("'{line}' is not of the form 'Name: value'"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("'{}' is not a valid header name", name.trim()))?;
+    let value = HeaderValue::from_str(value.trim())
+        .map_err(|_| format!("the value of '{name}' has characters not allowed in a header"))?;
+    Ok((name, value))
+}
+
+fn invalid(what: impl fmt::Display, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        what: what.to_string(),
+        message,
+    }
+}
+
+fn at_least_one(flag: &str, n: usize) -> Result<usize, ConfigError> {
+    if n == 0 {
+        Err(invalid(flag, "must be at least 1".into()))
+    } else {
+        Ok(n)
+    }
+}
+
+fn seconds(flag: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+    let v = value.unwrap_or(default);
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| invalid(flag, format!("{v} is not a number of seconds (0 or more)")))
+}
+
+fn positive_seconds(flag: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+    let d = seconds(flag, value, default)?;
+    if d.is_zero() {
+        Err(invalid(flag, "must be more than 0 seconds".into()))
+    } else {
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("volley").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn example_config_parses_and_lists_every_key() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        // Every key is commented out in the example; uncommented, it must parse.
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# ").filter(|l| l.contains(" = ")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed = parse_file(path, &uncommented).unwrap();
+        Settings::merge(cli(&[]), parsed).unwrap();
+        let keys = uncommented.lines().count();
+        assert_eq!(
+            keys, 19,
+            "config.example.toml should list every FileConfig key"
+        );
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = parse_file(Path::new("c.toml"), "jobs = 3\nuser_agent = \"a\"\n").unwrap();
+        let s = Settings::merge(cli(&["-j", "5"]), file).unwrap();
+        assert_eq!(s.jobs, 5);
+        assert_eq!(s.user_agent, "a");
+    }
+
+    #[test]
+    fn unknown_key_names_key_file_and_line() {
+        let err = parse_file(Path::new("/x/c.toml"), "jobs = 2\njbs = 3\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/x/c.toml"), "{msg}");
+        assert!(msg.contains("jbs"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let msg = parse_file(Path::new("c.toml"), "jobs = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("jobs"), "{msg}");
+    }
+
+    #[test]
+    fn zero_jobs_and_bad_headers_are_rejected() {
+        let e = Settings::merge(cli(&["-j", "0"]), FileConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("--jobs"));
+        let e = Settings::merge(cli(&["-H", "nocolon"]), FileConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("--header"));
+    }
+}

@@ -1,0 +1,179 @@
+//! The HTTP side: one shared client for the run, redirect policy, and how
+//! responses and transport errors are classified.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{redirect, Client, StatusCode};
+
+use crate::config::Settings;
+
+/// Why the client could not be built: always a usage error (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `--ca-cert` could not be read or parsed.
+    #[error("--ca-cert {path}: {reason}")]
+    CaCert {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `--proxy` was refused.
+    #[error("--proxy {url}: {reason}")]
+    Proxy {
+        /// The proxy URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Anything else the TLS or HTTP stack refused.
+    #[error("cannot set up the HTTP client: {0}")]
+    Build(String),
+}
+
+/// Build the one client shared by every download of the run.
+pub fn build_client(s: &Settings) -> Result<Client, ClientError> {
+    let mut headers = HeaderMap::new();
+    for (k, v) in &s.headers {
+        headers.append(k.clone(), v.clone());
+    }
+    let max = s.max_redirects;
+    let allow_insecure = s.allow_insecure_redirect;
+    let policy = redirect::Policy::custom(move |attempt| {
+        let previous = attempt.previous();
+        if previous.iter().any(|u| u == attempt.url()) {
+            let url = attempt.url().to_string();
+            return attempt.error(format!("redirect loop back to {url}"));
+        }
+        if previous.len() > max {
+            return attempt.error(format!(
+                "more than {max} redirects (raise --max-redirects if this is expected)"
+            ));
+        }
+        let downgrade = previous.last().is_some_and(|p| p.scheme() == "https")
+            && attempt.url().scheme() == "http";
+        if downgrade && !allow_insecure {
+            let url = attempt.url().to_string();
+            return attempt.error(format!(
+                "refused redirect from https to {url} (--allow-insecure-redirect allows it)"
+            ));
+        }
+        attempt.follow()
+    });
+    let mut builder = Client::builder()
+        .user_agent(s.user_agent.clone())
+        .default_headers(headers)
+        .redirect(policy)
+        .connect_timeout(s.connect_timeout)
+        .read_timeout(s.timeout)
+        .pool_max_idle_per_host(s.max_per_host.max(s.jobs))
+        .tcp_nodelay(true)
+        .tls_danger_accept_invalid_certs(s.insecure);
+    if let Some(proxy) = &s.proxy {
+        let p = reqwest::Proxy::all(proxy).map_err(|e| ClientError::Proxy {
+            url: proxy.clone(),
+            reason: describe(&e),
+        })?;
+        builder = builder.proxy(p);
+    }
+    if let Some(path) = &s.ca_cert {
+        let err = |reason: String| ClientError::CaCert {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| err(format!("not a PEM certificate: {}", describe(&e))))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+        .build()
+        .map_err(|e| ClientError::Build(describe(&e)))
+}
+
+/// Statuses worth another try.
+pub fn is_transient_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 425 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// `Retry-After` as a wait: delta-seconds or an HTTP-date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// A transport error with its causes, in one line.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// `Content-Range: bytes START-END/TOTAL` → (start, end inclusive, total).
+pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    (start <= end).then_some((start, end, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn content_range_forms() {
+        assert_eq!(parse_content_range("bytes 0-9/10"), Some((0, 9, Some(10))));
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, 9, None)));
+        assert_eq!(parse_content_range("bytes */10"), None);
+        assert_eq!(parse_content_range("bytes 9-5/10"), None);
+    }
+
+    #[test]
+    fn transient_statuses() {
+        for s in [408, 425, 429, 500, 502, 503, 504] {
+            assert!(is_transient_status(StatusCode::from_u16(s).unwrap()));
+        }
+        for s in [400, 401, 403, 404, 410, 501] {
+            assert!(!is_transient_status(StatusCode::from_u16(s).unwrap()));
+        }
+    }
+}

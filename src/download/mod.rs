@@ -1,0 +1,632 @@
+//! One download: the request, the name, the body streamed to `NAME.part`, resume
+//! state, and the atomic rename at the end. Retrying is the scheduler's business;
+//! this module runs one try at a time and says whether another is worth it.
+
+pub mod http;
+pub mod naming;
+pub mod state;
+pub mod writer;
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use reqwest::header::{
+    ACCEPT_ENCODING, CONTENT_DISPOSITION, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE,
+};
+use reqwest::{Client, Response, StatusCode};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::OnExists;
+use crate::events::{DownloadId, Event, EventSender, Progress};
+use crate::input::DownloadSpec;
+use state::ResumeState;
+use writer::{PartWriter, Sink};
+
+/// How often a long download flushes its data and records it in the state file.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Suffix of the partial file.
+pub const PART_SUFFIX: &str = ".part";
+
+/// Why one try of a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The server answered with an error status.
+    #[error("HTTP {status}")]
+    Http {
+        /// The status.
+        status: StatusCode,
+        /// The server's Retry-After, if any.
+        retry_after: Option<Duration>,
+    },
+    /// Connect errors, resets, idle timeouts: worth another try.
+    #[error("{0}")]
+    Network(String),
+    /// A redirect loop, too many redirects or a refused redirect.
+    #[error("{0}")]
+    Redirect(String),
+    /// The body ended before Content-Length bytes arrived.
+    #[error("body ended after {got} of {expected} bytes")]
+    ShortBody {
+        /// Bytes of the file on disk.
+        got: u64,
+        /// Bytes promised.
+        expected: u64,
+    },
+    /// A ranged answer that cannot be appended (wrong range, changed file): restart.
+    #[error("{0}; starting over")]
+    Restart(String),
+    /// A partial file of this download from an earlier run was found under the
+    /// name the server gave: try again at once to resume it.
+    #[error("found partial data of an earlier run at {0}")]
+    ResumeFound(PathBuf),
+    /// A local file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS reason.
+        source: io::Error,
+    },
+    /// `--on-exists fail` and the file exists.
+    #[error("{0} already exists (--on-exists overwrite or rename would replace or keep it)")]
+    Exists(PathBuf),
+    /// SIGINT/SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl DownloadError {
+    /// Whether another try may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DownloadError::Http { status, .. } => http::is_transient_status(*status),
+            DownloadError::Network(_)
+            | DownloadError::ShortBody { .. }
+            | DownloadError::Restart(_)
+            | DownloadError::ResumeFound(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The server's wish for a pause, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            DownloadError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn from_reqwest(e: reqwest::Error, idle: Duration) -> Self {
+        if e.is_redirect() {
+            DownloadError::Redirect(
+                std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| http::describe(&e)),
+            )
+        } else if e.is_timeout() {
+            DownloadError::Network(format!(
+                "no data for {} s (idle timeout, --timeout)",
+                idle.as_secs_f64()
+            ))
+        } else if e.is_connect() {
+            DownloadError::Network(format!("cannot connect: {}", http::describe(&e)))
+        } else {
+            DownloadError::Network(http::describe(&e))
+        }
+    }
+}
+
+/// A finished try that needs no other.
+#[derive(Debug)]
+pub enum Completed {
+    /// The file is complete under `path`.
+    Done {
+        /// The final path (`-` for stdout).
+        path: PathBuf,
+        /// Size of the file.
+        bytes: u64,
+    },
+    /// Nothing to do.
+    Skipped {
+        /// The existing file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One download with its place in the batch.
+#[derive(Debug)]
+pub struct Job {
+    /// Index in input order.
+    pub id: DownloadId,
+    /// What the user asked for.
+    pub spec: DownloadSpec,
+    /// The directory to save into.
+    pub dir: PathBuf,
+    /// The name reserved before the run (unique in the batch); `None` for stdout.
+    pub name: Option<String>,
+}
+
+impl Job {
+    /// The URL as text.
+    pub fn url(&self) -> String {
+        self.spec.url.to_string()
+    }
+}
+
+/// What a download keeps across its tries.
+#[derive(Debug)]
+pub struct Tries {
+    /// The final path once decided.
+    pub final_path: Option<PathBuf>,
+    /// Whether the name came from a response (no longer provisional).
+    name_settled: bool,
+    /// What is on disk, for a resumed request.
+    pub resume: Option<ResumeState>,
+    /// A state file exists on disk for this download.
+    state_on_disk: bool,
+    /// The `Started` event went out.
+    started: bool,
+    /// Bytes already written to stdout (`-o -`).
+    stdout_written: u64,
+    /// Live counters.
+    pub progress: Arc<Progress>,
+}
+
+impl Tries {
+    /// State of a download before its first try.
+    pub fn new() -> Self {
+        Tries {
+            final_path: None,
+            name_settled: false,
+            resume: None,
+            state_on_disk: false,
+            started: false,
+            stdout_written: 0,
+            progress: Progress::new(),
+        }
+    }
+}
+
+impl Default for Tries {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// File names taken in this run, so two downloads never share one.
+#[derive(Debug, Default)]
+pub struct Names(Mutex<HashSet<PathBuf>>);
+
+impl Names {
+    /// Reserve `dir/name`, or the first free `dir/name.N.ext`. With `avoid_existing`,
+    /// names of files already on disk are passed over too.
+    pub fn reserve(&self, dir: &Path, name: &str, avoid_existing: bool) -> PathBuf {
+        let mut taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let free =
+            |p: &PathBuf| !(taken.contains(p) || avoid_existing && p.symlink_metadata().is_ok());
+        let mut path = dir.join(name);
+        let mut n = 0;
+        while !free(&path) {
+            n += 1;
+            path = dir.join(naming::numbered(name, n));
+        }
+        taken.insert(path.clone());
+        path
+    }
+}
+
+/// `NAME.part` for `NAME`.
+pub fn part_path(final_path: &Path) -> PathBuf {
+    let mut p = final_path.as_os_str().to_owned();
+    p.push(PART_SUFFIX);
+    PathBuf::from(p)
+}
+
+/// Everything a try needs that is shared by the run.
+#[derive(Debug)]
+pub struct Downloader {
+    /// The shared client.
+    pub client: Client,
+    /// Policy for existing final files.
+    pub on_exists: OnExists,
+    /// The idle timeout, for messages.
+    pub idle_timeout: Duration,
+    /// Names taken in this run.
+    pub names: Names,
+    /// Where events go.
+    pub events: EventSender,
+    /// Fires on SIGINT/SIGTERM.
+    pub cancel: CancellationToken,
+}
+
+impl Downloader {
+    /// Before the first try: apply `--on-exists` to the reserved name and pick up
+    /// a resumable `.part` left by an earlier run. `Some` means there is nothing to
+    /// download.
+    pub fn prepare(
+        &self,
+        job: &Job,
+        tries: &mut Tries,
+    ) -> Option<Result<Completed, DownloadError>> {
+        let name = job.name.as_deref()?;
+        let path = job.dir.join(name);
+        match self.settle_existing(job, path, name) {
+            Ok(path) => {
+                self.pick_up_resume(job, tries, &path);
+                tries.final_path = Some(path);
+                None
+            }
+            Err(done) => Some(done),
+        }
+    }
+
+    /// Apply `--on-exists` to a path; `Ok` is the path to download to.
+    fn settle_existing(
+        &self,
+        job: &Job,
+        path: PathBuf,
+        name: &str,
+    ) -> Result<PathBuf, Result<Completed, DownloadError>> {
+        if path.symlink_metadata().is_err() {
+            return Ok(path);
+        }
+        match self.on_exists {
+            OnExists::Skip => Err(Ok(Completed::Skipped {
+                path,
+                reason: "already complete".into(),
+            })),
+            OnExists::Fail => Err(Err(DownloadError::Exists(path))),
+            OnExists::Overwrite => Ok(path),
+            OnExists::Rename => Ok(self.names.reserve(&job.dir, name, true)),
+        }
+    }
+
+    fn pick_up_resume(&self, job: &Job, tries: &mut Tries, path: &Path) -> bool {
+        let state_path = ResumeState::path_for(&part_path(path));
+        match ResumeState::load(&state_path) {
+            Some(state) if state.url == job.spec.url.as_str() && state.contiguous() > 0 => {
+                tries.resume = Some(state);
+                tries.state_on_disk = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// One try: request, name, stream the body, finish.
+    pub async fn attempt(&self, job: &Job, tries: &mut Tries) -> Result<Completed, DownloadError> {
+        let offset = match job.name {
+            None => tries.stdout_written,
+            Some(_) => tries.resume.as_ref().map_or(0, ResumeState::contiguous),
+        };
+        let mut request = self.client.get(job.spec.url.clone());
+        for (k, v) in &job.spec.headers {
+            request = request.header(k, v);
+        }
+        if offset > 0 {
+            request = request
+                .header(RANGE, format!("bytes={offset}-"))
+                .header(ACCEPT_ENCODING, "identity");
+            if let Some(v) = tries.resume.as_ref().and_then(ResumeState::if_range) {
+                request = request.header(IF_RANGE, v);
+            }
+        }
+        let response = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(DownloadError::Interrupted),
+            r = request.send() => r.map_err(|e| DownloadError::from_reqwest(e, self.idle_timeout))?,
+        };
+        let status = response.status();
+        if status == StatusCode::RANGE_NOT_SATISFIABLE && offset > 0 {
+            return self.range_not_satisfiable(job, tries, offset).await;
+        }
+        if !status.is_success() {
+            return Err(DownloadError::Http {
+                status,
+                retry_after: http::retry_after(response.headers()),
+            });
+        }
+        let (offset, size) = self.check_range(tries, &response, offset)?;
+        if job.name.is_none() {
+            return self
+                .stream_to_stdout(job, tries, response, offset, size)
+                .await;
+        }
+        if !tries.name_settled {
+            if let Some(done) = self.settle_name(job, tries, &response, offset)? {
+                return Ok(done);
+            }
+        }
+        let final_path = tries
+            .final_path
+            .clone()
+            .expect("a file download has a path");
+        let mut state = ResumeState::new(job.spec.url.as_str());
+        state.size = size;
+        state.etag = header_text(&response, ETAG);
+        state.last_modified = header_text(&response, LAST_MODIFIED);
+        state.set_contiguous(offset);
+        tries.resume = Some(state);
+        self.start(job, tries, &final_path, offset, size);
+        let part = part_path(&final_path);
+        let mut writer = PartWriter::new(part.clone(), offset);
+        let io_err = |source| DownloadError::Io {
+            path: part.clone(),
+            source,
+        };
+        let mut stream = response.bytes_stream();
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => {
+                    self.keep_partial(tries, &mut writer).await.map_err(io_err)?;
+                    return Err(DownloadError::Interrupted);
+                }
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(chunk)) => {
+                    let n = chunk.len() as u64;
+                    if let Err(e) = writer.push(chunk).await {
+                        let _ = self.keep_partial(tries, &mut writer).await;
+                        return Err(io_err(e));
+                    }
+                    tries.progress.add(n);
+                    if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+                        self.keep_partial(tries, &mut writer)
+                            .await
+                            .map_err(io_err)?;
+                        last_checkpoint = Instant::now();
+                    }
+                }
+                Some(Err(e)) => {
+                    self.keep_partial(tries, &mut writer)
+                        .await
+                        .map_err(io_err)?;
+                    return Err(DownloadError::from_reqwest(e, self.idle_timeout));
+                }
+                None => break,
+            }
+        }
+        let end = writer.end();
+        if let Some(expected) = size.filter(|&s| s != end) {
+            self.keep_partial(tries, &mut writer)
+                .await
+                .map_err(io_err)?;
+            return Err(DownloadError::ShortBody { got: end, expected });
+        }
+        let stale_state = tries.state_on_disk.then(|| ResumeState::path_for(&part));
+        let bytes = writer
+            .finish(final_path.clone(), stale_state)
+            .await
+            .map_err(io_err)?;
+        Ok(Completed::Done {
+            path: final_path,
+            bytes,
+        })
+    }
+
+    /// 416 on a resumed request: complete if the state says the file is whole.
+    async fn range_not_satisfiable(
+        &self,
+        job: &Job,
+        tries: &mut Tries,
+        offset: u64,
+    ) -> Result<Completed, DownloadError> {
+        let whole = tries.resume.as_ref().and_then(|s| s.size) == Some(offset);
+        if job.name.is_none() || !whole {
+            tries.resume = None;
+            tries.stdout_written = 0;
+            return Err(DownloadError::Restart(
+                "the server refused the range of the partial file".into(),
+            ));
+        }
+        let final_path = tries
+            .final_path
+            .clone()
+            .expect("a file download has a path");
+        self.start(job, tries, &final_path, offset, Some(offset));
+        let part = part_path(&final_path);
+        let writer = PartWriter::new(part.clone(), offset);
+        let stale = Some(ResumeState::path_for(&part));
+        let bytes = writer
+            .finish(final_path.clone(), stale)
+            .await
+            .map_err(|source| DownloadError::Io { path: part, source })?;
+        Ok(Completed::Done {
+            path: final_path,
+            bytes,
+        })
+    }
+
+    /// Where this response's body starts and the whole file's size; a ranged
+    /// answer that does not continue exactly what is on disk is refused.
+    fn check_range(
+        &self,
+        tries: &mut Tries,
+        response: &Response,
+        asked: u64,
+    ) -> Result<(u64, Option<u64>), DownloadError> {
+        if response.status() != StatusCode::PARTIAL_CONTENT {
+            return Ok((0, response.content_length()));
+        }
+        let range = response
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(http::parse_content_range);
+        let known = tries.resume.as_ref();
+        let problem = match range {
+            _ if asked == 0 => Some("206 Partial Content to a request without Range".to_string()),
+            None => Some("206 without a valid Content-Range".to_string()),
+            Some((start, _, _)) if start != asked => {
+                Some(format!("asked for bytes from {asked}, got from {start}"))
+            }
+            Some((_, _, total)) if known.is_some_and(|k| k.size.is_some() && k.size != total) => {
+                Some("the file's size changed on the server".to_string())
+            }
+            Some(_) if known.is_some_and(|k| validators_differ(k, response)) => {
+                Some("the file changed on the server (ETag/Last-Modified differ)".to_string())
+            }
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            tries.resume = None;
+            tries.stdout_written = 0;
+            return Err(DownloadError::Restart(problem));
+        }
+        let (_, _, total) = range.expect("checked above");
+        Ok((asked, total))
+    }
+
+    /// Decide the final name from the response (Content-Disposition, final URL)
+    /// when `out=` did not fix it.
+    fn settle_name(
+        &self,
+        job: &Job,
+        tries: &mut Tries,
+        response: &Response,
+        offset: u64,
+    ) -> Result<Option<Completed>, DownloadError> {
+        tries.name_settled = true;
+        if job.spec.out.is_some() || offset > 0 {
+            return Ok(None);
+        }
+        let provisional = job.name.as_deref().unwrap_or_default();
+        let served = response
+            .headers()
+            .get(CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(naming::from_content_disposition)
+            .or_else(|| naming::from_url(response.url()))
+            .unwrap_or_else(|| naming::FALLBACK_NAME.to_string());
+        let reserved_base =
+            naming::from_url(&job.spec.url).unwrap_or_else(|| naming::FALLBACK_NAME.to_string());
+        if served == reserved_base || served == provisional {
+            return Ok(None);
+        }
+        let path = self.names.reserve(&job.dir, &served, false);
+        let path = match self.settle_existing(job, path, &served) {
+            Ok(path) => path,
+            Err(Ok(done)) => return Ok(Some(done)),
+            Err(Err(e)) => return Err(e),
+        };
+        tries.final_path = Some(path.clone());
+        if self.pick_up_resume(job, tries, &path) {
+            return Err(DownloadError::ResumeFound(part_path(&path)));
+        }
+        Ok(None)
+    }
+
+    fn start(&self, job: &Job, tries: &mut Tries, path: &Path, offset: u64, size: Option<u64>) {
+        tries.progress.reset(offset, size);
+        if tries.started {
+            return;
+        }
+        tries.started = true;
+        tries.progress.set_resumed(offset);
+        self.events.send(Event::Started {
+            id: job.id,
+            url: job.url(),
+            path: path.to_path_buf(),
+            size,
+            resumed_from: offset,
+            progress: tries.progress.clone(),
+        });
+    }
+
+    /// Flush what arrived and record it in the state file.
+    async fn keep_partial(&self, tries: &mut Tries, writer: &mut PartWriter) -> io::Result<()> {
+        let durable = writer.sync().await?;
+        let Some(state) = tries.resume.as_mut() else {
+            return Ok(());
+        };
+        state.set_contiguous(durable);
+        let snapshot = state.clone();
+        let path = ResumeState::path_for(writer.path());
+        tokio::task::spawn_blocking(move || snapshot.save(&path))
+            .await
+            .map_err(io::Error::other)??;
+        tries.state_on_disk = true;
+        Ok(())
+    }
+
+    async fn stream_to_stdout(
+        &self,
+        job: &Job,
+        tries: &mut Tries,
+        response: Response,
+        offset: u64,
+        size: Option<u64>,
+    ) -> Result<Completed, DownloadError> {
+        let stdout_path = PathBuf::from("-");
+        self.start(job, tries, &stdout_path, tries.stdout_written, size);
+        let mut sink = Sink::Stdout {
+            out: tokio::io::stdout(),
+            skip: tries.stdout_written - offset,
+        };
+        let io_err = |source| DownloadError::Io {
+            path: PathBuf::from("<stdout>"),
+            source,
+        };
+        let mut position = offset;
+        let mut stream = response.bytes_stream();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(DownloadError::Interrupted),
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(chunk)) => {
+                    let n = chunk.len() as u64;
+                    sink.push(chunk).await.map_err(io_err)?;
+                    position += n;
+                    if position > tries.stdout_written {
+                        tries.progress.add(position - tries.stdout_written);
+                        tries.stdout_written = position;
+                    }
+                }
+                Some(Err(e)) => return Err(DownloadError::from_reqwest(e, self.idle_timeout)),
+                None => break,
+            }
+        }
+        if let Sink::Stdout { out, .. } = &mut sink {
+            out.flush().await.map_err(io_err)?;
+        }
+        if let Some(expected) = size.filter(|&s| s != position) {
+            return Err(DownloadError::ShortBody {
+                got: position,
+                expected,
+            });
+        }
+        Ok(Completed::Done {
+            path: stdout_path,
+            bytes: position,
+        })
+    }
+}
+
+fn header_text(response: &Response, name: reqwest::header::HeaderName) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn validators_differ(known: &ResumeState, response: &Response) -> bool {
+    let differs = |old: &Option<String>, name| match (old, header_text(response, name)) {
+        (Some(a), Some(b)) => *a != b,
+        _ => false,
+    };
+    differs(&known.etag, ETAG) || differs(&known.last_modified, LAST_MODIFIED)
+}

@@ -1,0 +1,206 @@
+//! File names: from Content-Disposition (RFC 6266) or the URL, sanitised so that a
+//! name chosen by a server can never leave the output directory.
+
+use percent_encoding::percent_decode_str;
+use reqwest::Url;
+
+/// Name used when neither the server nor the URL gives one.
+pub const FALLBACK_NAME: &str = "index.html";
+/// Longest file name most filesystems accept, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+/// Room kept below [`MAX_NAME_BYTES`] for `.part.volley` and a `.N` suffix.
+const SUFFIX_ROOM: usize = 20;
+
+/// Make any string a safe single path component, or `None` when nothing usable is left.
+///
+/// Keeps only the part after the last `/` or `\`, drops control characters, trims
+/// spaces, refuses names made only of dots, and shortens to fit the filesystem while
+/// keeping the extension.
+pub fn sanitize(raw: &str) -> Option<String> {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        return None;
+    }
+    Some(truncate_keeping_extension(
+        cleaned,
+        MAX_NAME_BYTES - SUFFIX_ROOM,
+    ))
+}
+
+fn truncate_keeping_extension(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_string();
+    }
+    let (stem, ext) = split_extension(name);
+    let ext = if ext.len() < max / 2 { ext } else { "" };
+    let mut cut = max - ext.len();
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{}", &stem[..cut], ext)
+}
+
+/// `name.tar.gz` → (`name.tar`, `.gz`); `.bashrc` → (`.bashrc`, ``).
+pub fn split_extension(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(i) if i > 0 => name.split_at(i),
+        _ => (name, ""),
+    }
+}
+
+/// The `n`th alternative of a name: `file.bin` → `file.1.bin`.
+pub fn numbered(name: &str, n: usize) -> String {
+    let (stem, ext) = split_extension(name);
+    format!("{stem}.{n}{ext}")
+}
+
+/// The last non-empty path segment of a URL, percent-decoded.
+pub fn from_url(url: &Url) -> Option<String> {
+    let segment = url.path_segments()?.rev().find(|s| !s.is_empty())?;
+    let decoded = percent_decode_str(segment).decode_utf8_lossy();
+    sanitize(&decoded)
+}
+
+/// The file name a Content-Disposition header gives, preferring `filename*`.
+pub fn from_content_disposition(value: &str) -> Option<String> {
+    let mut plain = None;
+    let mut extended = None;
+    for param in split_params(value).into_iter().skip(1) {
+        let Some((key, val)) = param.split_once('=') else {
+            continue;
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "filename*" => extended = decode_ext_value(val.trim()),
+            "filename" => plain = Some(unquote(val.trim())),
+            _ => {}
+        }
+    }
+    extended.or(plain).and_then(|n| sanitize(&n))
+}
+
+/// Split on `;` outside quoted strings.
+fn split_params(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    parts
+}
+
+fn unquote(value: &str) -> String {
+    let Some(inner) = value.strip_prefix('"') else {
+        return value.to_string();
+    };
+    let inner = inner.strip_suffix('"').unwrap_or(inner);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// RFC 8187 `charset'language'pct-encoded`; UTF-8 and ISO-8859-1 are understood.
+fn decode_ext_value(value: &str) -> Option<String> {
+    let mut parts = value.splitn(3, '\'');
+    let charset = parts.next()?.to_ascii_lowercase();
+    let _language = parts.next()?;
+    let encoded = parts.next()?;
+    let bytes: Vec<u8> = percent_decode_str(encoded).collect();
+    match charset.as_str() {
+        "utf-8" => String::from_utf8(bytes).ok(),
+        "iso-8859-1" => Some(bytes.iter().map(|&b| b as char).collect()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_and_control_characters_are_removed() {
+        assert_eq!(sanitize("../../etc/passwd").as_deref(), Some("passwd"));
+        assert_eq!(sanitize("..\\..\\win.ini").as_deref(), Some("win.ini"));
+        assert_eq!(sanitize("a\u{0}b\nc").as_deref(), Some("abc"));
+        assert_eq!(sanitize(".."), None);
+        assert_eq!(sanitize("dir/"), None);
+        assert_eq!(sanitize("  "), None);
+        assert_eq!(sanitize(".hidden").as_deref(), Some(".hidden"));
+    }
+
+    #[test]
+    fn long_names_keep_their_extension_and_fit() {
+        let long = format!("{}.tar.gz", "é".repeat(300));
+        let s = sanitize(&long).unwrap();
+        assert!(s.len() <= MAX_NAME_BYTES - SUFFIX_ROOM);
+        assert!(s.ends_with(".gz"));
+    }
+
+    #[test]
+    fn content_disposition_forms() {
+        let cd = from_content_disposition;
+        assert_eq!(
+            cd("attachment; filename=\"a b.txt\"").as_deref(),
+            Some("a b.txt")
+        );
+        assert_eq!(
+            cd("attachment; filename=plain.bin").as_deref(),
+            Some("plain.bin")
+        );
+        assert_eq!(
+            cd("attachment; filename=\"fallback.txt\"; filename*=UTF-8''na%C3%AFve%20file.txt")
+                .as_deref(),
+            Some("naïve file.txt")
+        );
+        assert_eq!(
+            cd("attachment; filename=\"../../evil.txt\"").as_deref(),
+            Some("evil.txt")
+        );
+        assert_eq!(
+            cd("attachment; filename=\"semi;colon.txt\"").as_deref(),
+            Some("semi;colon.txt")
+        );
+        assert_eq!(cd("inline"), None);
+        assert_eq!(
+            cd("attachment; filename*=iso-8859-1'en'%E9t%E9.txt").as_deref(),
+            Some("été.txt")
+        );
+    }
+
+    #[test]
+    fn url_names() {
+        let u = |s: &str| from_url(&Url::parse(s).unwrap());
+        assert_eq!(u("http://h/a/b%20c.iso?x=1").as_deref(), Some("b c.iso"));
+        assert_eq!(u("http://h/a/dir/").as_deref(), Some("dir"));
+        assert_eq!(u("http://h/"), None);
+        assert_eq!(u("http://h/%2e%2e"), None);
+        assert_eq!(u("http://h/a%2F..%2Fevil").as_deref(), Some("evil"));
+    }
+
+    #[test]
+    fn numbering_keeps_extension() {
+        assert_eq!(numbered("file.bin", 1), "file.1.bin");
+        assert_eq!(numbered("README", 2), "README.2");
+        assert_eq!(numbered(".bashrc", 1), ".bashrc.1");
+    }
+}

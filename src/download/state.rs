@@ -1,0 +1,129 @@
+//! The resume state file beside a `.part`: the truth about which bytes are on disk.
+//!
+//! It is written only after the bytes it records were flushed (fdatasync), and
+//! atomically (temp file, fsync, rename), so a kill at any instant leaves either the
+//! old or the new state, never a torn one. A `.part` without a state file counts as
+//! empty.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Format version written into every state file.
+pub const STATE_VERSION: u32 = 1;
+/// Appended to the `.part` path to name the state file.
+pub const STATE_SUFFIX: &str = ".volley";
+
+/// What is known about a partial download.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeState {
+    /// Format version.
+    pub version: u32,
+    /// The URL the bytes came from.
+    pub url: String,
+    /// Size of the whole file, when the server said.
+    pub size: Option<u64>,
+    /// The server's ETag for these bytes.
+    pub etag: Option<String>,
+    /// The server's Last-Modified for these bytes.
+    pub last_modified: Option<String>,
+    /// Byte ranges `[start, end)` known to be on disk, sorted, not overlapping.
+    pub done: Vec<[u64; 2]>,
+}
+
+impl ResumeState {
+    /// A state with nothing on disk yet.
+    pub fn new(url: &str) -> Self {
+        ResumeState {
+            version: STATE_VERSION,
+            url: url.to_string(),
+            size: None,
+            etag: None,
+            last_modified: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// Length of the prefix `[0, n)` on disk.
+    pub fn contiguous(&self) -> u64 {
+        match self.done.first() {
+            Some([0, end]) => *end,
+            _ => 0,
+        }
+    }
+
+    /// Record that `[0, n)` is on disk.
+    pub fn set_contiguous(&mut self, n: u64) {
+        self.done = if n == 0 { Vec::new() } else { vec![[0, n]] };
+    }
+
+    /// The value for `If-Range`: a strong ETag, else Last-Modified.
+    pub fn if_range(&self) -> Option<&str> {
+        self.etag
+            .as_deref()
+            .filter(|e| !e.starts_with("W/"))
+            .or(self.last_modified.as_deref())
+    }
+
+    /// The state file that belongs to a `.part` file.
+    pub fn path_for(part: &Path) -> PathBuf {
+        let mut p = part.as_os_str().to_owned();
+        p.push(STATE_SUFFIX);
+        PathBuf::from(p)
+    }
+
+    /// Read a state file; `None` when missing, unreadable or of another version.
+    pub fn load(path: &Path) -> Option<Self> {
+        let text = std::fs::read(path).ok()?;
+        let state: ResumeState = serde_json::from_slice(&text).ok()?;
+        (state.version == STATE_VERSION).then_some(state)
+    }
+
+    /// Write atomically and durably: temp file, fsync, rename.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut file = crate::download::writer::create_nofollow(&tmp, true)?;
+        file.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.part.volley");
+        let mut s = ResumeState::new("http://h/f");
+        s.etag = Some("\"e\"".into());
+        s.set_contiguous(42);
+        s.save(&path).unwrap();
+        let loaded = ResumeState::load(&path).unwrap();
+        assert_eq!(loaded, s);
+        assert_eq!(loaded.contiguous(), 42);
+        assert_eq!(loaded.if_range(), Some("\"e\""));
+    }
+
+    #[test]
+    fn weak_etag_falls_back_to_last_modified() {
+        let mut s = ResumeState::new("u");
+        s.etag = Some("W/\"e\"".into());
+        assert_eq!(s.if_range(), None);
+        s.last_modified = Some("Tue, 24 Nov 2026 10:00:00 GMT".into());
+        assert_eq!(s.if_range(), Some("Tue, 24 Nov 2026 10:00:00 GMT"));
+    }
+
+    #[test]
+    fn corrupt_state_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(ResumeState::load(&path).is_none());
+    }
+}

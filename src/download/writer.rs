@@ -1,0 +1,261 @@
+//! The write path: body chunks batched into positional writes on the blocking pool.
+//!
+//! Chunks are collected in memory up to [`BATCH_BYTES`] and handed to one blocking
+//! task per batch, while the next batch fills (at most one write in flight per
+//! download). A body that fits in one batch costs one trip to the blocking pool in
+//! all: open, write, fdatasync, rename and directory fsync happen together.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
+
+/// Bytes collected before a write is issued.
+pub const BATCH_BYTES: usize = 512 * 1024;
+
+/// Open or create a file without following a symlink at its path.
+pub fn create_nofollow(path: &Path, truncate: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// fsync a directory so a rename in it survives a crash.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Where a body goes.
+pub enum Sink {
+    /// A `.part` file.
+    Part(PartWriter),
+    /// Standard output (`-o -`), skipping bytes already written by an earlier try.
+    Stdout {
+        /// The stream.
+        out: tokio::io::Stdout,
+        /// Bytes of this response to drop (already written).
+        skip: u64,
+    },
+}
+
+impl Sink {
+    /// Take one chunk.
+    pub async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
+        match self {
+            Sink::Part(w) => w.push(chunk).await,
+            Sink::Stdout { out, skip } => {
+                let drop = (*skip).min(chunk.len() as u64) as usize;
+                *skip -= drop as u64;
+                out.write_all(&chunk[drop..]).await
+            }
+        }
+    }
+}
+
+/// A blocking write result: the file handed back.
+type WriteJob = JoinHandle<io::Result<File>>;
+
+/// Writes one `.part` file at increasing offsets.
+pub struct PartWriter {
+    part: PathBuf,
+    /// The open file, when no write is in flight.
+    file: Option<File>,
+    /// Truncate on open (a fresh start) rather than keep existing bytes.
+    truncate: bool,
+    /// The write in flight, if any.
+    inflight: Option<WriteJob>,
+    /// Chunks not yet handed to a write.
+    buf: Vec<Bytes>,
+    buf_len: usize,
+    /// Offset where the next batch goes.
+    next_offset: u64,
+}
+
+impl PartWriter {
+    /// A writer for `part` starting at `offset`; `offset == 0` starts the file afresh.
+    /// The file is opened lazily, with the first write.
+    pub fn new(part: PathBuf, offset: u64) -> Self {
+        PartWriter {
+            part,
+            file: None,
+            truncate: offset == 0,
+            inflight: None,
+            buf: Vec::new(),
+            buf_len: 0,
+            next_offset: offset,
+        }
+    }
+
+    /// The `.part` path.
+    pub fn path(&self) -> &Path {
+        &self.part
+    }
+
+    /// Take one chunk; a write is issued once a batch is full.
+    pub async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.buf_len += chunk.len();
+        self.buf.push(chunk);
+        if self.buf_len >= BATCH_BYTES {
+            self.issue_batch().await?;
+        }
+        Ok(())
+    }
+
+    async fn take_file(&mut self) -> io::Result<Option<File>> {
+        match self.inflight.take() {
+            Some(job) => job.await.map_err(io::Error::other)?.map(Some),
+            None => Ok(self.file.take()),
+        }
+    }
+
+    fn batch_job(&mut self, file: Option<File>) -> impl FnOnce() -> io::Result<File> + Send {
+        let bufs = std::mem::take(&mut self.buf);
+        let offset = self.next_offset;
+        self.next_offset += self.buf_len as u64;
+        self.buf_len = 0;
+        let part = self.part.clone();
+        let truncate = self.truncate;
+        move || {
+            let file = match file {
+                Some(f) => f,
+                None => open_part(&part, truncate, offset)?,
+            };
+            write_at(&file, &bufs, offset)?;
+            Ok(file)
+        }
+    }
+
+    async fn issue_batch(&mut self) -> io::Result<()> {
+        let file = self.take_file().await?;
+        let job = self.batch_job(file);
+        self.inflight = Some(tokio::task::spawn_blocking(job));
+        Ok(())
+    }
+
+    /// Write everything collected and flush it to disk. Returns the offset up to
+    /// which bytes are durable, to record in the state file.
+    pub async fn sync(&mut self) -> io::Result<u64> {
+        let file = self.take_file().await?;
+        let job = self.batch_job(file);
+        let file = tokio::task::spawn_blocking(move || {
+            let file = job()?;
+            file.sync_data()?;
+            Ok::<_, io::Error>(file)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        self.file = Some(file);
+        self.truncate = false;
+        Ok(self.next_offset)
+    }
+
+    /// Offset after every byte pushed so far.
+    pub fn end(&self) -> u64 {
+        self.next_offset + self.buf_len as u64
+    }
+
+    /// Write the rest, flush, rename to `final_path`, fsync the directory and remove
+    /// `remove` (a stale state file), all in one blocking task.
+    pub async fn finish(mut self, final_path: PathBuf, remove: Option<PathBuf>) -> io::Result<u64> {
+        let file = self.take_file().await?;
+        let job = self.batch_job(file);
+        let part = self.part.clone();
+        let end = self.next_offset;
+        tokio::task::spawn_blocking(move || {
+            let file = job()?;
+            file.set_len(end)?;
+            file.sync_data()?;
+            drop(file);
+            std::fs::rename(&part, &final_path)?;
+            if let Some(state) = remove {
+                match std::fs::remove_file(state) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            if let Some(dir) = final_path.parent() {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                sync_dir(dir)?;
+            }
+            Ok(end)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
+
+fn open_part(part: &Path, truncate: bool, offset: u64) -> io::Result<File> {
+    let file = create_nofollow(part, truncate)?;
+    if !truncate {
+        // Bytes past the recorded offset were never confirmed: drop them.
+        file.set_len(offset)?;
+    }
+    Ok(file)
+}
+
+fn write_at(file: &File, bufs: &[Bytes], mut offset: u64) -> io::Result<()> {
+    for b in bufs {
+        file.write_all_at(b, offset)?;
+        offset += b.len() as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batches_land_in_order_and_finish_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("f.part");
+        let fin = dir.path().join("f");
+        let mut w = PartWriter::new(part.clone(), 0);
+        let mut expected = Vec::new();
+        for i in 0..40u32 {
+            let chunk: Vec<u8> = (0..50_000).map(|j| (i * 7 + j) as u8).collect();
+            expected.extend_from_slice(&chunk);
+            w.push(Bytes::from(chunk)).await.unwrap();
+        }
+        assert_eq!(w.end(), expected.len() as u64);
+        let n = w.finish(fin.clone(), None).await.unwrap();
+        assert_eq!(n, expected.len() as u64);
+        assert_eq!(std::fs::read(&fin).unwrap(), expected);
+        assert!(!part.exists());
+    }
+
+    #[tokio::test]
+    async fn resume_drops_unconfirmed_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("g.part");
+        std::fs::write(&part, b"confirmed-garbage").unwrap();
+        let mut w = PartWriter::new(part.clone(), 9);
+        w.push(Bytes::from_static(b"+rest")).await.unwrap();
+        assert_eq!(w.sync().await.unwrap(), 14);
+        assert_eq!(std::fs::read(&part).unwrap(), b"confirmed+rest");
+    }
+
+    #[tokio::test]
+    async fn a_symlink_at_the_part_path_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        let part = dir.path().join("h.part");
+        std::os::unix::fs::symlink(&target, &part).unwrap();
+        let mut w = PartWriter::new(part, 0);
+        w.push(Bytes::from_static(b"x")).await.unwrap();
+        assert!(w.sync().await.is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    }
+}

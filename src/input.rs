@@ -1,0 +1,323 @@
+//! Input: URL arguments and URL lists (aria2c's format) turned into [`DownloadSpec`]s.
+//!
+//! The whole input is validated before any download starts: every bad line is
+//! reported with `FILE:LINE` and the reason, and the run stops with exit code 2.
+
+use std::fmt;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::Url;
+
+use crate::config::{parse_header, OutputName, Settings};
+
+/// Option keys a list may set for a download.
+pub const LIST_KEYS: &[&str] = &["out", "dir", "header"];
+
+/// One download as the user asked for it.
+#[derive(Debug, Clone)]
+pub struct DownloadSpec {
+    /// The URL to fetch.
+    pub url: Url,
+    /// File name (`out=` or `-o`); `None` lets the server or URL decide.
+    pub out: Option<String>,
+    /// Directory (`dir=`), relative to `--dir` unless absolute.
+    pub dir: Option<PathBuf>,
+    /// Extra headers for this download only (`header=`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl DownloadSpec {
+    fn new(url: Url) -> Self {
+        DownloadSpec {
+            url,
+            out: None,
+            dir: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// One bad line of input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    /// The list file as given (`-` shows as `<stdin>`), or `argument`.
+    pub source: String,
+    /// 1-based line (or argument position).
+    pub line: usize,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.source, self.line, self.reason)
+    }
+}
+
+/// Why the input cannot be used. Always exit code 2, before any download.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The list file could not be read.
+    #[error("cannot read URL list {path}: {source}")]
+    Read {
+        /// The list.
+        path: PathBuf,
+        /// The OS reason.
+        source: std::io::Error,
+    },
+    /// Some lines are invalid; all of them are listed.
+    #[error("{}\n{} invalid input line(s); nothing was downloaded", lines(.0), .0.len())]
+    Invalid(Vec<LineError>),
+    /// Nothing to download.
+    #[error("no URLs given: pass URLs as arguments or a list with -i FILE (see --help)")]
+    Empty,
+    /// `-o` with other than one URL.
+    #[error("--output takes exactly one URL, but {0} were given; name each file with out= in a list (-i) instead")]
+    OutputNeedsOneUrl(usize),
+}
+
+fn lines(errors: &[LineError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Read every URL argument and the `-i` list into specs, validating all of them.
+pub fn load(settings: &Settings) -> Result<Vec<DownloadSpec>, InputError> {
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    for (i, arg) in settings.urls.iter().enumerate() {
+        match parse_url(arg) {
+            Ok(url) => specs.push(DownloadSpec::new(url)),
+            Err(reason) => errors.push(LineError {
+                source: "argument".into(),
+                line: i + 1,
+                reason,
+            }),
+        }
+    }
+    if let Some(path) = &settings.input_file {
+        let read_err = |source| InputError::Read {
+            path: path.clone(),
+            source,
+        };
+        if path == Path::new("-") {
+            let stdin = std::io::stdin();
+            parse_list("<stdin>", stdin.lock(), &mut specs, &mut errors).map_err(read_err)?;
+        } else {
+            let file = std::fs::File::open(path).map_err(read_err)?;
+            let reader = std::io::BufReader::with_capacity(1 << 16, file);
+            parse_list(&path.display().to_string(), reader, &mut specs, &mut errors)
+                .map_err(read_err)?;
+        }
+    }
+    if !errors.is_empty() {
+        return Err(InputError::Invalid(errors));
+    }
+    if specs.is_empty() {
+        return Err(InputError::Empty);
+    }
+    if let Some(output) = &settings.output {
+        if specs.len() != 1 {
+            return Err(InputError::OutputNeedsOneUrl(specs.len()));
+        }
+        if let OutputName::File(name) = output {
+            specs[0].out = Some(name.clone());
+        }
+    }
+    Ok(specs)
+}
+
+/// Parse a list in aria2c's format, appending specs and errors.
+pub fn parse_list(
+    source: &str,
+    mut reader: impl BufRead,
+    specs: &mut Vec<DownloadSpec>,
+    errors: &mut Vec<LineError>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut line_no = 0;
+    // Whether option lines may attach to the last spec (false after a bad URL line,
+    // so its options are not blamed on the download before it).
+    let mut current: Option<usize> = None;
+    let mut after_bad_url = false;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        line_no += 1;
+        let mut err = |reason: String| {
+            errors.push(LineError {
+                source: source.to_string(),
+                line: line_no,
+                reason,
+            })
+        };
+        let Ok(text) = std::str::from_utf8(&buf) else {
+            err("not valid UTF-8".into());
+            continue;
+        };
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() || text.starts_with('#') {
+            continue;
+        }
+        if text.starts_with([' ', '\t']) {
+            match current {
+                Some(i) => {
+                    if let Err(reason) = apply_option(&mut specs[i], text.trim()) {
+                        err(reason);
+                    }
+                }
+                None if after_bad_url => {}
+                None => err(format!(
+                    "option line '{}' has no URL line before it",
+                    text.trim()
+                )),
+            }
+            continue;
+        }
+        let mut tokens = text.split_whitespace();
+        let first = tokens.next().unwrap_or_default();
+        if tokens.next().is_some() {
+            err(
+                "several URLs on one line (mirrors) are not supported yet; put one URL per line"
+                    .into(),
+            );
+            current = None;
+            after_bad_url = true;
+            continue;
+        }
+        match parse_url(first) {
+            Ok(url) => {
+                specs.push(DownloadSpec::new(url));
+                current = Some(specs.len() - 1);
+                after_bad_url = false;
+            }
+            Err(reason) => {
+                err(reason);
+                current = None;
+                after_bad_url = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parse and check one URL: http or https with a host.
+pub fn parse_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("invalid URL '{text}': {e}"))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(format!(
+                "unsupported scheme '{other}' in '{text}': volley downloads http and https URLs"
+            ))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("URL '{text}' has no host"));
+    }
+    Ok(url)
+}
+
+fn apply_option(spec: &mut DownloadSpec, option: &str) -> Result<(), String> {
+    let Some((key, value)) = option.split_once('=') else {
+        return Err(format!(
+            "option '{option}' is not of the form key=value (known keys: {})",
+            LIST_KEYS.join(", ")
+        ));
+    };
+    let (key, value) = (key.trim(), value.trim());
+    match key {
+        "out" => {
+            check_out_name(value).map_err(|m| format!("out={value}: {m}"))?;
+            spec.out = Some(value.to_string());
+        }
+        "dir" => {
+            if value.is_empty() {
+                return Err("dir= needs a directory".into());
+            }
+            spec.dir = Some(PathBuf::from(value));
+        }
+        "header" => spec.headers.push(parse_header(value)?),
+        _ => {
+            return Err(format!(
+                "unknown option '{key}' (known keys: {})",
+                LIST_KEYS.join(", ")
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Check a user-given file name (`-o NAME`, `out=NAME`).
+pub fn check_out_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the file name is empty".into());
+    }
+    if name.contains(['/', '\\', '\0']) {
+        return Err(format!(
+            "'{name}' must be a plain file name without '/'; use -d or dir= for the directory"
+        ));
+    }
+    if name.chars().all(|c| c == '.') {
+        return Err(format!("'{name}' is not a usable file name"));
+    }
+    if name.len() > 255 {
+        return Err("the file name is longer than 255 bytes".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Vec<DownloadSpec>, Vec<LineError>) {
+        let (mut specs, mut errors) = (Vec::new(), Vec::new());
+        parse_list("l.txt", text.as_bytes(), &mut specs, &mut errors).unwrap();
+        (specs, errors)
+    }
+
+    #[test]
+    fn options_attach_to_the_url_above() {
+        let (specs, errors) =
+            parse("# c\n\nhttp://a/x\n  out=y.bin\n\tdir=sub\n header=X-A: 1\nhttps://b/z\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[0].out.as_deref(), Some("y.bin"));
+        assert_eq!(specs[0].dir.as_deref(), Some(Path::new("sub")));
+        assert_eq!(specs[0].headers.len(), 1);
+        assert!(specs[1].out.is_none());
+    }
+
+    #[test]
+    fn every_bad_line_is_reported_with_its_line() {
+        let (_, errors) =
+            parse("http://ok/a\nnot a url\nftp://x/y\nhttp://ok/b\n  bogus=1\n  out=a/b\n");
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![2, 3, 5, 6], "{errors:?}");
+        assert!(errors[1].reason.contains("ftp"));
+        assert!(errors[2].reason.contains("bogus"));
+        assert!(errors[0].to_string().starts_with("l.txt:2: "));
+    }
+
+    #[test]
+    fn options_after_a_bad_url_are_not_blamed_twice() {
+        let (specs, errors) = parse("http://a/1\nhttp//bad\n  out=x\n");
+        assert_eq!(errors.len(), 1);
+        assert!(specs[0].out.is_none());
+    }
+
+    #[test]
+    fn crlf_lists_parse() {
+        let (specs, errors) = parse("http://a/1\r\n  out=x\r\n");
+        assert!(errors.is_empty());
+        assert_eq!(specs[0].out.as_deref(), Some("x"));
+    }
+}

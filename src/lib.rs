@@ -1,0 +1,79 @@
+//! volley: a concurrent download manager.
+//!
+//! Layers, each in its own module: [`cli`] (clap definitions) → [`config`] (one
+//! validated [`config::Settings`]) → [`input`] (URL lists into specs) →
+//! [`scheduler`] (concurrency, per-host limits, retries) → [`download`] (one
+//! download: request, name, `.part`, resume state, rename) → [`events`] (what the
+//! core emits) → [`report`] (bars, plain lines, JSON Lines, summary).
+
+pub mod cli;
+pub mod config;
+pub mod download;
+pub mod events;
+pub mod exit;
+pub mod input;
+pub mod report;
+pub mod scheduler;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::events::{EventSender, RunSummary};
+use crate::input::DownloadSpec;
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The HTTP client could not be built from the settings.
+    #[error(transparent)]
+    Client(#[from] download::http::ClientError),
+    /// The async runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Download every spec with the given settings; reports go to stderr (and stdout
+/// with `--json`). Returns what happened; a failed download is data, not an error.
+pub fn run(settings: Settings, specs: Vec<DownloadSpec>) -> Result<RunSummary, RunError> {
+    let client = download::http::build_client(&settings)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    let (events, rx) = EventSender::channel();
+    let mut reporters = report::for_settings(&settings, specs.len());
+    let reporter_thread = report::spawn(std::mem::take(&mut reporters), rx);
+    let summary = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        tokio::spawn(watch_signals(cancel.clone()));
+        scheduler::run(&settings, specs, client, events, cancel).await
+    });
+    let mut reporters = reporter_thread.join().unwrap_or_default();
+    for r in &mut reporters {
+        r.finish(&summary);
+    }
+    runtime.shutdown_background();
+    Ok(summary)
+}
+
+/// The first SIGINT/SIGTERM cancels the run (in-flight data is flushed and kept);
+/// a second one exits at once, since the state on disk is already safe.
+async fn watch_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    cancel.cancel();
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    std::process::exit(i32::from(exit::ExitStatus::Interrupted.code()));
+}

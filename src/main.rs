@@ -1,0 +1,28 @@
+//! The `volley` binary: parse, resolve settings, read input, run, exit.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use volley::cli::Cli;
+use volley::config::Settings;
+use volley::exit::ExitStatus;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let status = match Settings::resolve(cli) {
+        Err(e) => fail(&e),
+        Ok(settings) => match volley::input::load(&settings) {
+            Err(e) => fail(&e),
+            Ok(specs) => match volley::run(settings, specs) {
+                Ok(summary) => ExitStatus::from_summary(&summary),
+                Err(e) => fail(&e),
+            },
+        },
+    };
+    ExitCode::from(status.code())
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitStatus {
+    eprintln!("volley: {error}");
+    ExitStatus::Usage
+}

@@ -1,0 +1,109 @@
+//! Reporting: renderers fed by the core's events on a thread of their own, so
+//! nothing on the download path waits for a terminal or a pipe.
+//!
+//! Each renderer implements [`Reporter`]: progress bars, plain lines, JSON Lines
+//! and the final summary.
+
+pub mod bars;
+pub mod json;
+pub mod plain;
+pub mod summary;
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{ProgressMode, Settings};
+use crate::events::{Event, EventReceiver, RunSummary};
+
+/// How often reporters sample the live counters.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// One way of showing what happens.
+pub trait Reporter: Send {
+    /// Something happened.
+    fn event(&mut self, event: &Event);
+    /// Time passed: sample the counters of active downloads.
+    fn tick(&mut self, _now: Instant) {}
+    /// The run ended.
+    fn finish(&mut self, _summary: &RunSummary) {}
+}
+
+/// The reporters the settings ask for. `total` is the number of downloads.
+pub fn for_settings(settings: &Settings, total: usize) -> Vec<Box<dyn Reporter>> {
+    let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
+    if settings.json {
+        reporters.push(Box::new(json::JsonReporter::new()));
+    }
+    let mode = match settings.progress {
+        _ if settings.quiet => ProgressMode::None,
+        ProgressMode::Auto if settings.json => ProgressMode::None,
+        ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Bars,
+        ProgressMode::Auto => ProgressMode::Plain,
+        mode => mode,
+    };
+    match mode {
+        ProgressMode::Bars => reporters.push(Box::new(bars::BarsReporter::new(total))),
+        ProgressMode::Plain => reporters.push(Box::new(plain::PlainReporter::new())),
+        ProgressMode::None | ProgressMode::Auto => {}
+    }
+    reporters.push(Box::new(summary::SummaryReporter::new(settings.quiet)));
+    reporters
+}
+
+/// Run the reporters on their own thread until every sender is gone; the thread
+/// hands them back for [`Reporter::finish`].
+pub fn spawn(
+    mut reporters: Vec<Box<dyn Reporter>>,
+    rx: EventReceiver,
+) -> JoinHandle<Vec<Box<dyn Reporter>>> {
+    std::thread::spawn(move || {
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                reporters.iter_mut().for_each(|r| r.tick(now));
+                next_tick = now + TICK;
+            }
+            match rx.recv_timeout(next_tick.saturating_duration_since(now)) {
+                Ok(event) => reporters.iter_mut().for_each(|r| r.event(&event)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        reporters
+    })
+}
+
+/// A path as users see it.
+pub fn show_path(path: &Path) -> String {
+    let text = path.display().to_string();
+    text.strip_prefix("./").map(str::to_string).unwrap_or(text)
+}
+
+/// Human size with binary units: `16.0 KiB`.
+pub fn human_bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+/// Seconds with a sensible precision.
+pub fn human_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.2} s")
+    } else if s < 120.0 {
+        format!("{s:.1} s")
+    } else {
+        indicatif::HumanDuration(d).to_string()
+    }
+}
+
+/// Bytes per second over `elapsed`.
+pub fn rate(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        return "-".into();
+    }
+    format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
+}

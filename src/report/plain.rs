@@ -1,0 +1,77 @@
+//! Plain lines on stderr: one when a download starts, finishes, is retried, fails
+//! or is skipped. Used when stderr is not a terminal.
+
+use std::io::Write;
+
+use super::{human_bytes, human_secs, show_path, Reporter};
+use crate::events::Event;
+
+/// Writes one line per event to stderr.
+#[derive(Debug, Default)]
+pub struct PlainReporter;
+
+impl PlainReporter {
+    /// A reporter writing to stderr.
+    pub fn new() -> Self {
+        PlainReporter
+    }
+}
+
+/// The line for an event, if it has one.
+pub fn line(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::Started {
+            url,
+            path,
+            size,
+            resumed_from,
+            ..
+        } => {
+            let size = size
+                .map(|s| format!(" ({})", human_bytes(s)))
+                .unwrap_or_default();
+            let resumed = if *resumed_from > 0 {
+                format!(", resuming at {}", human_bytes(*resumed_from))
+            } else {
+                String::new()
+            };
+            format!("start    {}{size}{resumed} from {url}", show_path(path))
+        }
+        Event::Finished {
+            path,
+            bytes,
+            elapsed,
+            ..
+        } => format!(
+            "done     {} ({} in {})",
+            show_path(path),
+            human_bytes(*bytes),
+            human_secs(*elapsed)
+        ),
+        Event::Retrying {
+            url,
+            attempt,
+            max_attempts,
+            reason,
+            delay,
+            ..
+        } => format!(
+            "retry    {url}: {reason}; try {attempt} of {max_attempts} in {}",
+            human_secs(*delay)
+        ),
+        Event::Skipped { path, reason, .. } => format!("skipped  {}: {reason}", show_path(path)),
+        Event::Failed { url, reason, .. } => format!("failed   {url}: {reason}"),
+        Event::Interrupted { url, path, .. } => match path {
+            Some(p) => format!("stopped  {}: interrupted, partial data kept", show_path(p)),
+            None => format!("stopped  {url}: interrupted"),
+        },
+    })
+}
+
+impl Reporter for PlainReporter {
+    fn event(&mut self, event: &Event) {
+        if let Some(line) = line(event) {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }
+    }
+}
