@@ -33,7 +33,10 @@ impl BarsReporter {
     /// Bars for a batch of `total` downloads.
     pub fn new(total: usize) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-        let total_bar = multi.add(ProgressBar::new(total as u64));
+        let total_bar = multi.add(ProgressBar::with_draw_target(
+            Some(total as u64),
+            ProgressDrawTarget::hidden(),
+        ));
         total_bar.set_style(
             ProgressStyle::with_template("{prefix:.bold} [{pos}/{len} files] {msg}")
                 .expect("valid template"),
@@ -89,7 +92,7 @@ impl Reporter for BarsReporter {
             } => {
                 let bar = match size {
                     Some(n) => {
-                        let bar = ProgressBar::new(*n);
+                        let bar = ProgressBar::with_draw_target(Some(*n), ProgressDrawTarget::hidden());
                         bar.set_style(
                             ProgressStyle::with_template(
                                 "{prefix} {bar:24.cyan/blue} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
@@ -100,7 +103,7 @@ impl Reporter for BarsReporter {
                         bar
                     }
                     None => {
-                        let bar = ProgressBar::no_length();
+                        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
                         bar.set_style(
                             ProgressStyle::with_template(
                                 "{prefix} {spinner} {bytes:>10} {bytes_per_sec:>12}",

@@ -1,0 +1,1002 @@
+//! A small hand-written HTTP/1.1 server for integration tests.
+//!
+//! It listens on `127.0.0.1:0`, runs on its own thread with its own tokio
+//! runtime (so plain synchronous `#[test]` functions can use it while they run
+//! the `volley` binary as a subprocess), and gives the test full control over
+//! what goes on the wire, including injected faults.
+//!
+//! ```ignore
+//! let server = TestServer::start();
+//! server.file("/a.bin", content(1, 1000));
+//! server.route(
+//!     "/flaky.bin",
+//!     Route::new(content(2, 5000))
+//!         .etag("\"v1\"")
+//!         .faults([Fault::Status(503), Fault::ResetAfter(100)]),
+//! );
+//! let url = server.url("/flaky.bin");
+//! // ... run volley ...
+//! assert_eq!(server.hits("/flaky.bin"), 3);
+//! ```
+//!
+//! Faults in a route's fault plan are consumed one per request, in order, by
+//! every request except `HEAD` (so a client that probes with `HEAD` first does
+//! not eat the faults meant for its `GET`s). Once the plan is exhausted, the
+//! route's `always` fault (if any) applies to every such request; otherwise
+//! the route behaves normally.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Size of the pieces a body is written in.
+const WRITE_CHUNK: usize = 16 * 1024;
+/// Largest request head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// One injected misbehaviour for one request.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status code and a short body instead of the route.
+    Status(u16),
+    /// Answer with this status code, these extra headers and a short body.
+    StatusWithHeaders(u16, Vec<(&'static str, &'static str)>),
+    /// Answer with exactly this status, headers (owned, e.g. built at run
+    /// time) and body.
+    Custom {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Send the headers (with the full Content-Length), then this many body
+    /// bytes, then reset the connection (SO_LINGER 0 → RST).
+    ResetAfter(usize),
+    /// Send this many body bytes, sleep, then send the rest normally.
+    StallAfter(usize, Duration),
+    /// Send this many body bytes, sleep, then close the connection (FIN)
+    /// without sending the rest.
+    StallThenClose(usize, Duration),
+    /// Declare the full Content-Length but send only this many body bytes,
+    /// then close the connection cleanly (FIN).
+    ShortBody(usize),
+    /// Send no Content-Length; the body is delimited by closing the
+    /// connection.
+    NoContentLength,
+    /// Answer 200 with the full body even when a Range header was sent.
+    IgnoreRange,
+    /// Wait this long before sending anything, then answer normally.
+    DelayHeaders(Duration),
+    /// Read the request and close the connection without any answer.
+    CloseWithoutResponse,
+}
+
+/// What a path answers. Build with [`Route::new`] (a file) or
+/// [`Route::redirect`] and the builder methods.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// Status of a normal answer (200 for files). Range handling only
+    /// applies when this is 200.
+    pub status: u16,
+    pub body: Arc<Vec<u8>>,
+    /// Extra response headers, sent as given.
+    pub headers: Vec<(String, String)>,
+    pub etag: Option<String>,
+    /// HTTP-date string.
+    pub last_modified: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_type: Option<String>,
+    /// `(status, Location)`.
+    pub redirect: Option<(u16, String)>,
+    /// Per-request faults consumed in order.
+    pub faults: VecDeque<Fault>,
+    /// Fault applied to every request once `faults` is exhausted.
+    pub always: Option<Fault>,
+    /// Honour `Range` and send `Accept-Ranges: bytes` (default true).
+    pub ranges: bool,
+    /// Throttle: after every `.0` body bytes, sleep `.1`.
+    pub throttle: Option<(usize, Duration)>,
+}
+
+impl Route {
+    /// A normal 200 file route with range support.
+    pub fn new(body: impl Into<Vec<u8>>) -> Route {
+        Route {
+            status: 200,
+            body: Arc::new(body.into()),
+            headers: Vec::new(),
+            etag: None,
+            last_modified: None,
+            content_disposition: None,
+            content_type: Some("application/octet-stream".to_string()),
+            redirect: None,
+            faults: VecDeque::new(),
+            always: None,
+            ranges: true,
+            throttle: None,
+        }
+    }
+
+    /// A redirect (301, 302, 303, 307, 308) to `location`.
+    pub fn redirect(status: u16, location: impl Into<String>) -> Route {
+        let mut r = Route::new(b"redirecting\n".to_vec());
+        r.status = status;
+        r.redirect = Some((status, location.into()));
+        r.content_type = Some("text/plain".to_string());
+        r.ranges = false;
+        r
+    }
+
+    /// Answer with this status code (the body is sent as is, no ranges).
+    pub fn status(mut self, status: u16) -> Route {
+        self.status = status;
+        self
+    }
+
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Route {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Full ETag value including quotes, e.g. `"\"v1\""`.
+    pub fn etag(mut self, etag: impl Into<String>) -> Route {
+        self.etag = Some(etag.into());
+        self
+    }
+
+    pub fn last_modified(mut self, t: SystemTime) -> Route {
+        self.last_modified = Some(httpdate::fmt_http_date(t));
+        self
+    }
+
+    pub fn last_modified_str(mut self, date: impl Into<String>) -> Route {
+        self.last_modified = Some(date.into());
+        self
+    }
+
+    pub fn content_disposition(mut self, value: impl Into<String>) -> Route {
+        self.content_disposition = Some(value.into());
+        self
+    }
+
+    pub fn content_type(mut self, value: impl Into<String>) -> Route {
+        self.content_type = Some(value.into());
+        self
+    }
+
+    pub fn fault(mut self, fault: Fault) -> Route {
+        self.faults.push_back(fault);
+        self
+    }
+
+    pub fn faults(mut self, faults: impl IntoIterator<Item = Fault>) -> Route {
+        self.faults.extend(faults);
+        self
+    }
+
+    pub fn always(mut self, fault: Fault) -> Route {
+        self.always = Some(fault);
+        self
+    }
+
+    /// No `Accept-Ranges`, and `Range` is ignored (always 200 full body).
+    pub fn no_ranges(mut self) -> Route {
+        self.ranges = false;
+        self
+    }
+
+    /// Send at most `chunk` bytes, then sleep `delay`, repeatedly.
+    pub fn throttle(mut self, chunk: usize, delay: Duration) -> Route {
+        self.throttle = Some((chunk.max(1), delay));
+        self
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Request target as sent (path plus query).
+    pub target: String,
+    /// Path without the query string.
+    pub path: String,
+    pub version: String,
+    /// Header names lowercased; repeated headers joined with ", ".
+    pub headers: BTreeMap<String, String>,
+    /// Which accepted connection carried this request (0-based).
+    pub conn_id: usize,
+    /// The fault applied to this request, if any.
+    pub fault: Option<Fault>,
+}
+
+impl RecordedRequest {
+    /// Header value by (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    pub fn has_header(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    requests: Vec<RecordedRequest>,
+    body_bytes: HashMap<String, u64>,
+}
+
+#[derive(Default)]
+struct State {
+    routes: Mutex<HashMap<String, Route>>,
+    stats: Mutex<Stats>,
+    connections: AtomicUsize,
+    open_connections: AtomicUsize,
+    max_open_connections: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking test thread must not poison the server for others.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The test server. Dropping it shuts it down.
+pub struct TestServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).expect("set_nonblocking");
+        let addr = listener.local_addr().expect("local_addr");
+        let state = Arc::new(State::default());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("test-server-{}", addr.port()))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(listener).expect("from_std");
+                    let mut rx = rx;
+                    loop {
+                        tokio::select! {
+                            _ = &mut rx => break,
+                            accepted = listener.accept() => {
+                                let Ok((stream, _)) = accepted else { continue };
+                                let id = st.connections.fetch_add(1, Ordering::SeqCst);
+                                let st = st.clone();
+                                tokio::spawn(async move {
+                                    let open = st.open_connections.fetch_add(1, Ordering::SeqCst) + 1;
+                                    st.max_open_connections.fetch_max(open, Ordering::SeqCst);
+                                    handle_connection(stream, st.clone(), id).await;
+                                    st.open_connections.fetch_sub(1, Ordering::SeqCst);
+                                });
+                            }
+                        }
+                    }
+                });
+                // Stalled connections are simply dropped.
+                rt.shutdown_timeout(Duration::from_millis(100));
+            })
+            .expect("spawn server thread");
+        TestServer {
+            addr,
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/path` (a leading `/` is added if missing).
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with('/') {
+            format!("{}{}", self.base(), path)
+        } else {
+            format!("{}/{}", self.base(), path)
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Register (or replace) a plain file route.
+    pub fn file(&self, path: &str, body: impl Into<Vec<u8>>) {
+        self.route(path, Route::new(body));
+    }
+
+    /// Register (or replace) a route.
+    pub fn route(&self, path: &str, route: Route) {
+        lock(&self.state.routes).insert(path.to_string(), route);
+    }
+
+    /// Register a redirect from `path` to `location` (absolute URL or path).
+    pub fn redirect(&self, path: &str, status: u16, location: &str) {
+        self.route(path, Route::redirect(status, location));
+    }
+
+    /// Append faults to an existing route's plan.
+    pub fn add_faults(&self, path: &str, faults: impl IntoIterator<Item = Fault>) {
+        let mut routes = lock(&self.state.routes);
+        let route = routes
+            .get_mut(path)
+            .unwrap_or_else(|| panic!("add_faults: no route {path}"));
+        route.faults.extend(faults);
+    }
+
+    /// Set or clear the persistent fault of an existing route.
+    pub fn set_always(&self, path: &str, fault: Option<Fault>) {
+        let mut routes = lock(&self.state.routes);
+        let route = routes
+            .get_mut(path)
+            .unwrap_or_else(|| panic!("set_always: no route {path}"));
+        route.always = fault;
+    }
+
+    /// Faults not yet consumed on a route.
+    pub fn pending_faults(&self, path: &str) -> usize {
+        lock(&self.state.routes)
+            .get(path)
+            .map_or(0, |r| r.faults.len())
+    }
+
+    pub fn remove(&self, path: &str) {
+        lock(&self.state.routes).remove(path);
+    }
+
+    /// Number of requests (any method) whose path (query stripped) is `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        lock(&self.state.stats)
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+    }
+
+    /// Number of requests with this method on `path`.
+    pub fn hits_with_method(&self, path: &str, method: &str) -> usize {
+        lock(&self.state.stats)
+            .requests
+            .iter()
+            .filter(|r| r.path == path && r.method.eq_ignore_ascii_case(method))
+            .count()
+    }
+
+    /// Number of requests to any path.
+    pub fn total_hits(&self) -> usize {
+        lock(&self.state.stats).requests.len()
+    }
+
+    /// Requests on `path`, in arrival order.
+    pub fn requests(&self, path: &str) -> Vec<RecordedRequest> {
+        lock(&self.state.stats)
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// All requests, in arrival order.
+    pub fn all_requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.state.stats).requests.clone()
+    }
+
+    /// Total body bytes written for `path` (all requests).
+    pub fn body_bytes_sent(&self, path: &str) -> u64 {
+        lock(&self.state.stats)
+            .body_bytes
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Most connections open at the same time.
+    pub fn max_open_connections(&self) -> usize {
+        self.state.max_open_connections.load(Ordering::SeqCst)
+    }
+
+    /// Most requests being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Forget recorded requests and byte counts.
+    pub fn reset_stats(&self) {
+        *lock(&self.state.stats) = Stats::default();
+        self.state.max_in_flight.store(0, Ordering::SeqCst);
+        self.state.max_open_connections.store(0, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Connection handling
+// ---------------------------------------------------------------------------
+
+struct Request {
+    method: String,
+    target: String,
+    path: String,
+    version: String,
+    headers: BTreeMap<String, String>,
+}
+
+enum ReadOutcome {
+    Request(Request),
+    Closed,
+    Bad,
+}
+
+async fn read_request(conn: &mut BufReader<TcpStream>) -> ReadOutcome {
+    let mut head_len = 0usize;
+    let mut line = String::new();
+    // Request line (skip stray empty lines between requests).
+    let request_line = loop {
+        line.clear();
+        match conn.read_line(&mut line).await {
+            Ok(0) | Err(_) => return ReadOutcome::Closed,
+            Ok(n) => head_len += n,
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if !l.is_empty() {
+            break l.to_string();
+        }
+        if head_len > MAX_HEAD {
+            return ReadOutcome::Bad;
+        }
+    };
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return ReadOutcome::Bad;
+    };
+    if !version.starts_with("HTTP/1.") {
+        return ReadOutcome::Bad;
+    }
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        line.clear();
+        match conn.read_line(&mut line).await {
+            Ok(0) | Err(_) => return ReadOutcome::Closed,
+            Ok(n) => head_len += n,
+        }
+        if head_len > MAX_HEAD {
+            return ReadOutcome::Bad;
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            break;
+        }
+        let Some((name, value)) = l.split_once(':') else {
+            return ReadOutcome::Bad;
+        };
+        let name = name.trim().to_ascii_lowercase();
+        let value = value.trim().to_string();
+        headers
+            .entry(name)
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    // Discard a request body, if any.
+    if let Some(len) = headers
+        .get("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let mut take = (&mut *conn).take(len);
+        if tokio::io::copy(&mut take, &mut tokio::io::sink())
+            .await
+            .is_err()
+        {
+            return ReadOutcome::Closed;
+        }
+    }
+    let path = target.split('?').next().unwrap_or("").to_string();
+    // Absolute-form targets (proxies) are reduced to their path.
+    let path = match path.strip_prefix("http://") {
+        Some(rest) => rest
+            .find('/')
+            .map_or("/".to_string(), |i| rest[i..].to_string()),
+        None => path,
+    };
+    ReadOutcome::Request(Request {
+        method: method.to_string(),
+        target: target.to_string(),
+        path,
+        version: version.to_string(),
+        headers,
+    })
+}
+
+async fn handle_connection(stream: TcpStream, state: Arc<State>, conn_id: usize) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = BufReader::new(stream);
+    loop {
+        let req = match read_request(&mut conn).await {
+            ReadOutcome::Request(r) => r,
+            ReadOutcome::Closed => return,
+            ReadOutcome::Bad => {
+                let _ = conn
+                    .get_mut()
+                    .write_all(
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad request\n",
+                    )
+                    .await;
+                return;
+            }
+        };
+        let n = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(n, Ordering::SeqCst);
+        let keep_open = respond(&mut conn, &state, req, conn_id).await;
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if !keep_open {
+            let _ = conn.get_mut().shutdown().await;
+            return;
+        }
+    }
+}
+
+/// How the body is put on the wire.
+#[derive(Clone, Copy)]
+enum BodyMode {
+    Normal,
+    Reset(usize),
+    Stall(usize, Duration, bool),
+    Short(usize),
+}
+
+fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+enum RangeSpec {
+    /// No usable Range header (absent, malformed, multi-range): full body.
+    None,
+    Satisfiable(usize, usize),
+    Unsatisfiable,
+}
+
+fn parse_range(value: &str, total: usize) -> RangeSpec {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeSpec::None;
+    };
+    if spec.contains(',') {
+        return RangeSpec::None;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeSpec::None;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        // Suffix range: last b bytes.
+        let Ok(n) = b.parse::<usize>() else {
+            return RangeSpec::None;
+        };
+        if n == 0 || total == 0 {
+            return RangeSpec::Unsatisfiable;
+        }
+        let n = n.min(total);
+        return RangeSpec::Satisfiable(total - n, total - 1);
+    }
+    let Ok(start) = a.parse::<usize>() else {
+        return RangeSpec::None;
+    };
+    let end = if b.is_empty() {
+        usize::MAX
+    } else {
+        match b.parse::<usize>() {
+            Ok(e) if e >= start => e,
+            _ => return RangeSpec::None,
+        }
+    };
+    if start >= total {
+        return RangeSpec::Unsatisfiable;
+    }
+    RangeSpec::Satisfiable(start, end.min(total - 1))
+}
+
+/// Does an `If-Range` value match the route's current validator?
+fn if_range_matches(value: &str, route: &Route) -> bool {
+    let value = value.trim();
+    if value.starts_with('"') || value.starts_with("W/") {
+        // Strong comparison: weak tags never match.
+        match &route.etag {
+            Some(etag) => !value.starts_with("W/") && !etag.starts_with("W/") && value == etag,
+            None => false,
+        }
+    } else {
+        match &route.last_modified {
+            Some(lm) => value == lm,
+            None => false,
+        }
+    }
+}
+
+fn record(state: &State, req: &Request, conn_id: usize, fault: Option<Fault>) {
+    lock(&state.stats).requests.push(RecordedRequest {
+        method: req.method.clone(),
+        target: req.target.clone(),
+        path: req.path.clone(),
+        version: req.version.clone(),
+        headers: req.headers.clone(),
+        conn_id,
+        fault,
+    });
+}
+
+/// Answer one request. Returns whether the connection may be reused.
+async fn respond(
+    conn: &mut BufReader<TcpStream>,
+    state: &State,
+    req: Request,
+    conn_id: usize,
+) -> bool {
+    let is_head = req.method.eq_ignore_ascii_case("HEAD");
+    let conn_hdr = req
+        .headers
+        .get("connection")
+        .map(|v| v.to_ascii_lowercase())
+        .unwrap_or_default();
+    let mut keep_alive = if req.version == "HTTP/1.0" {
+        conn_hdr.contains("keep-alive")
+    } else {
+        !conn_hdr.contains("close")
+    };
+
+    // Look the route up and take a fault, under the lock.
+    let (route, fault) = {
+        let mut routes = lock(&state.routes);
+        // Exact target (with query) first, then the bare path.
+        let key = if routes.contains_key(&req.target) {
+            req.target.clone()
+        } else {
+            req.path.clone()
+        };
+        match routes.get_mut(&key) {
+            Some(route) => {
+                let fault = if is_head {
+                    None
+                } else {
+                    route.faults.pop_front().or_else(|| route.always.clone())
+                };
+                (Some(route.clone()), fault)
+            }
+            None => (None, None),
+        }
+    };
+    record(state, &req, conn_id, fault.clone());
+
+    let Some(route) = route else {
+        let body = format!("404 not found: {}\n", req.path).into_bytes();
+        let head = build_head(
+            404,
+            &[("Content-Type".into(), "text/plain".into())],
+            Some(body.len()),
+            keep_alive,
+        );
+        return send(
+            conn,
+            state,
+            &req.path,
+            head,
+            &body,
+            is_head,
+            BodyMode::Normal,
+            None,
+            keep_alive,
+        )
+        .await;
+    };
+
+    let mut mode = BodyMode::Normal;
+    let mut declare_length = true;
+    let mut ignore_range = false;
+    match &fault {
+        None => {}
+        Some(Fault::Status(code)) => {
+            let body = format!("injected status {code}\n").into_bytes();
+            let head = build_head(
+                *code,
+                &[("Content-Type".into(), "text/plain".into())],
+                Some(body.len()),
+                keep_alive,
+            );
+            return send(
+                conn, state, &req.path, head, &body, is_head, mode, None, keep_alive,
+            )
+            .await;
+        }
+        Some(Fault::StatusWithHeaders(code, hdrs)) => {
+            let body = format!("injected status {code}\n").into_bytes();
+            let mut headers: Vec<(String, String)> =
+                vec![("Content-Type".into(), "text/plain".into())];
+            headers.extend(hdrs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            let head = build_head(*code, &headers, Some(body.len()), keep_alive);
+            return send(
+                conn, state, &req.path, head, &body, is_head, mode, None, keep_alive,
+            )
+            .await;
+        }
+        Some(Fault::Custom {
+            status,
+            headers,
+            body,
+        }) => {
+            let head = build_head(*status, headers, Some(body.len()), keep_alive);
+            return send(
+                conn, state, &req.path, head, body, is_head, mode, None, keep_alive,
+            )
+            .await;
+        }
+        Some(Fault::CloseWithoutResponse) => return false,
+        Some(Fault::DelayHeaders(d)) => tokio::time::sleep(*d).await,
+        Some(Fault::ResetAfter(n)) => mode = BodyMode::Reset(*n),
+        Some(Fault::StallAfter(n, d)) => mode = BodyMode::Stall(*n, *d, false),
+        Some(Fault::StallThenClose(n, d)) => mode = BodyMode::Stall(*n, *d, true),
+        Some(Fault::ShortBody(n)) => mode = BodyMode::Short(*n),
+        Some(Fault::NoContentLength) => {
+            declare_length = false;
+            keep_alive = false;
+        }
+        Some(Fault::IgnoreRange) => ignore_range = true,
+    }
+    if matches!(
+        mode,
+        BodyMode::Reset(_) | BodyMode::Short(_) | BodyMode::Stall(_, _, true)
+    ) {
+        keep_alive = false;
+    }
+
+    let total = route.body.len();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if let Some(ct) = &route.content_type {
+        headers.push(("Content-Type".into(), ct.clone()));
+    }
+    if let Some((_, location)) = &route.redirect {
+        headers.push(("Location".into(), location.clone()));
+    }
+    if route.ranges {
+        headers.push(("Accept-Ranges".into(), "bytes".into()));
+    }
+    if let Some(etag) = &route.etag {
+        headers.push(("ETag".into(), etag.clone()));
+    }
+    if let Some(lm) = &route.last_modified {
+        headers.push(("Last-Modified".into(), lm.clone()));
+    }
+    if let Some(cd) = &route.content_disposition {
+        headers.push(("Content-Disposition".into(), cd.clone()));
+    }
+    headers.extend(route.headers.iter().cloned());
+
+    let mut status = route.status;
+    let mut slice = 0..total;
+    if route.status == 200 && route.ranges && !ignore_range {
+        if let Some(range) = req.headers.get("range") {
+            let if_range_ok = req
+                .headers
+                .get("if-range")
+                .is_none_or(|v| if_range_matches(v, &route));
+            if if_range_ok {
+                match parse_range(range, total) {
+                    RangeSpec::None => {}
+                    RangeSpec::Satisfiable(a, b) => {
+                        status = 206;
+                        slice = a..b + 1;
+                        headers.push(("Content-Range".into(), format!("bytes {a}-{b}/{total}")));
+                    }
+                    RangeSpec::Unsatisfiable => {
+                        headers.push(("Content-Range".into(), format!("bytes */{total}")));
+                        let head = build_head(416, &headers, Some(0), keep_alive);
+                        return send(
+                            conn,
+                            state,
+                            &req.path,
+                            head,
+                            &[],
+                            is_head,
+                            BodyMode::Normal,
+                            None,
+                            keep_alive,
+                        )
+                        .await;
+                    }
+                }
+            }
+        }
+    }
+    let body = &route.body[slice];
+    let head = build_head(
+        status,
+        &headers,
+        declare_length.then_some(body.len()),
+        keep_alive,
+    );
+    send(
+        conn,
+        state,
+        &req.path,
+        head,
+        body,
+        is_head,
+        mode,
+        route.throttle,
+        keep_alive,
+    )
+    .await
+}
+
+fn build_head(
+    status: u16,
+    headers: &[(String, String)],
+    content_length: Option<usize>,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut h = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+    h.push_str(&format!(
+        "Date: {}\r\n",
+        httpdate::fmt_http_date(SystemTime::now())
+    ));
+    h.push_str("Server: volley-test-server\r\n");
+    if let Some(len) = content_length {
+        h.push_str(&format!("Content-Length: {len}\r\n"));
+    }
+    for (k, v) in headers {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if keep_alive {
+        h.push_str("Connection: keep-alive\r\n");
+    } else {
+        h.push_str("Connection: close\r\n");
+    }
+    h.push_str("\r\n");
+    h.into_bytes()
+}
+
+/// Write head and body according to `mode`. Returns whether the connection
+/// may be reused.
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    conn: &mut BufReader<TcpStream>,
+    state: &State,
+    path: &str,
+    head: Vec<u8>,
+    body: &[u8],
+    is_head: bool,
+    mode: BodyMode,
+    throttle: Option<(usize, Duration)>,
+    keep_alive: bool,
+) -> bool {
+    let stream = conn.get_mut();
+    if stream.write_all(&head).await.is_err() {
+        return false;
+    }
+    if is_head {
+        return stream.flush().await.is_ok() && keep_alive;
+    }
+    let (first, stall, then_close_after_first, reset) = match mode {
+        BodyMode::Normal => (body.len(), None, false, false),
+        BodyMode::Reset(n) => (n.min(body.len()), None, true, true),
+        BodyMode::Short(n) => (n.min(body.len()), None, true, false),
+        BodyMode::Stall(n, d, close) => (n.min(body.len()), Some(d), close, false),
+    };
+    if !write_body(stream, state, path, &body[..first], throttle).await {
+        return false;
+    }
+    if stream.flush().await.is_err() {
+        return false;
+    }
+    if let Some(d) = stall {
+        tokio::time::sleep(d).await;
+    }
+    if reset {
+        // Give the kernel a moment to put the bytes on the wire before the
+        // RST discards anything still queued.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = stream.set_zero_linger();
+        return false;
+    }
+    if then_close_after_first {
+        return false;
+    }
+    if !write_body(stream, state, path, &body[first..], throttle).await {
+        return false;
+    }
+    stream.flush().await.is_ok() && keep_alive
+}
+
+async fn write_body(
+    stream: &mut TcpStream,
+    state: &State,
+    path: &str,
+    mut body: &[u8],
+    throttle: Option<(usize, Duration)>,
+) -> bool {
+    let chunk = throttle.map_or(WRITE_CHUNK, |(c, _)| c);
+    while !body.is_empty() {
+        let n = chunk.min(body.len());
+        if stream.write_all(&body[..n]).await.is_err() {
+            return false;
+        }
+        *lock(&state.stats)
+            .body_bytes
+            .entry(path.to_string())
+            .or_insert(0) += n as u64;
+        body = &body[n..];
+        if let Some((_, d)) = throttle {
+            if stream.flush().await.is_err() {
+                return false;
+            }
+            tokio::time::sleep(d).await;
+        }
+    }
+    true
+}
