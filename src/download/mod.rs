@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::header::{
@@ -362,13 +362,23 @@ impl Downloader {
             source,
         };
         let mut stream = response.bytes_stream();
-        let mut last_checkpoint = Instant::now();
+        // Flush and record progress every CHECKPOINT_INTERVAL, also while the
+        // server stalls, so a kill loses at most that much of what arrived.
+        let checkpoint = tokio::time::sleep(CHECKPOINT_INTERVAL);
+        tokio::pin!(checkpoint);
         loop {
             let next = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => {
                     self.keep_partial(tries, &mut writer).await.map_err(io_err)?;
                     return Err(DownloadError::Interrupted);
+                }
+                _ = &mut checkpoint => {
+                    if writer.has_unsynced() {
+                        self.keep_partial(tries, &mut writer).await.map_err(io_err)?;
+                    }
+                    checkpoint.as_mut().reset(tokio::time::Instant::now() + CHECKPOINT_INTERVAL);
+                    continue;
                 }
                 next = stream.next() => next,
             };
@@ -380,12 +390,6 @@ impl Downloader {
                         return Err(io_err(e));
                     }
                     tries.progress.add(n);
-                    if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
-                        self.keep_partial(tries, &mut writer)
-                            .await
-                            .map_err(io_err)?;
-                        last_checkpoint = Instant::now();
-                    }
                 }
                 Some(Err(e)) => {
                     self.keep_partial(tries, &mut writer)

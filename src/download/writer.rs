@@ -76,6 +76,8 @@ pub struct PartWriter {
     buf_len: usize,
     /// Offset where the next batch goes.
     next_offset: u64,
+    /// Offset up to which bytes were flushed to disk.
+    synced: u64,
 }
 
 impl PartWriter {
@@ -90,6 +92,7 @@ impl PartWriter {
             buf: Vec::new(),
             buf_len: 0,
             next_offset: offset,
+            synced: offset,
         }
     }
 
@@ -153,7 +156,13 @@ impl PartWriter {
         .map_err(io::Error::other)??;
         self.file = Some(file);
         self.truncate = false;
-        Ok(self.next_offset)
+        self.synced = self.next_offset;
+        Ok(self.synced)
+    }
+
+    /// Whether bytes were pushed since the last [`PartWriter::sync`].
+    pub fn has_unsynced(&self) -> bool {
+        self.end() > self.synced
     }
 
     /// Offset after every byte pushed so far.

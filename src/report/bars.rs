@@ -92,7 +92,8 @@ impl Reporter for BarsReporter {
             } => {
                 let bar = match size {
                     Some(n) => {
-                        let bar = ProgressBar::with_draw_target(Some(*n), ProgressDrawTarget::hidden());
+                        let bar =
+                            ProgressBar::with_draw_target(Some(*n), ProgressDrawTarget::hidden());
                         bar.set_style(
                             ProgressStyle::with_template(
                                 "{prefix} {bar:24.cyan/blue} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
