@@ -140,6 +140,15 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A host's connection window changed (AIMD), or the host asked for a pause.
+    HostWindow {
+        /// `scheme://host[:port]`.
+        host: String,
+        /// Connections now allowed at once.
+        window: usize,
+        /// New requests to the host wait this long (Retry-After).
+        paused: Option<Duration>,
+    },
     /// The download was stopped by an interrupt; its partial data is kept.
     Interrupted {
         /// Download index.

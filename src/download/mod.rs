@@ -93,6 +93,16 @@ impl DownloadError {
         }
     }
 
+    /// Whether the host is pushing back (429, 503, a network error): its
+    /// connection window shrinks.
+    pub fn is_congestion(&self) -> bool {
+        match self {
+            DownloadError::Http { status, .. } => matches!(status.as_u16(), 429 | 503),
+            DownloadError::Network(_) => true,
+            _ => false,
+        }
+    }
+
     /// The server's wish for a pause, if it said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -136,7 +136,7 @@ impl Reporter for BarsReporter {
                 self.print_above(event);
             }
             Event::Interrupted { id, .. } => self.end(*id),
-            Event::Retrying { .. } => self.print_above(event),
+            Event::Retrying { .. } | Event::HostWindow { .. } => self.print_above(event),
         }
     }
 

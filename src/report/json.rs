@@ -103,6 +103,12 @@ pub fn to_json(event: &Event) -> Value {
             reason,
         } => json!({"event": "failed", "id": id, "url": url,
                     "path": path.as_ref().map(|p| p.display().to_string()), "reason": reason}),
+        Event::HostWindow {
+            host,
+            window,
+            paused,
+        } => json!({"event": "host", "host": host, "window": window,
+                    "paused_secs": paused.map(|d| d.as_secs_f64())}),
         Event::Interrupted { id, url, path } => {
             json!({"event": "interrupted", "id": id, "url": url,
                     "path": path.as_ref().map(|p| p.display().to_string())})

@@ -61,6 +61,15 @@ pub fn line(event: &Event) -> Option<String> {
         ),
         Event::Skipped { path, reason, .. } => format!("skipped  {}: {reason}", show_path(path)),
         Event::Failed { url, reason, .. } => format!("failed   {url}: {reason}"),
+        Event::HostWindow {
+            host,
+            window,
+            paused: Some(wait),
+        } => format!(
+            "host     {host} asked for a pause of {}; {window} connection(s) at once",
+            human_secs(*wait)
+        ),
+        Event::HostWindow { paused: None, .. } => return None,
         Event::Interrupted { url, path, .. } => match path {
             Some(p) => format!("stopped  {}: interrupted, partial data kept", show_path(p)),
             None => format!("stopped  {url}: interrupted"),

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -16,6 +16,9 @@ use crate::download::{naming, Completed, DownloadError, Downloader, Job, Names, 
 use crate::events::{Event, EventSender, Failure, RunSummary};
 use crate::input::DownloadSpec;
 
+pub mod hosts;
+use hosts::Hosts;
+
 /// How one download ended, as data.
 #[derive(Debug)]
 enum Outcome {
@@ -25,33 +28,10 @@ enum Outcome {
     Interrupted,
 }
 
-/// Connection slots per host (`scheme://host:port`).
-#[derive(Debug)]
-struct HostLimits {
-    per_host: usize,
-    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-impl HostLimits {
-    fn semaphore(&self, url: &reqwest::Url) -> Arc<Semaphore> {
-        let key = format!(
-            "{}://{}:{}",
-            url.scheme(),
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default().unwrap_or_default()
-        );
-        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        hosts
-            .entry(key)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
-            .clone()
-    }
-}
-
 /// Shared by every download task.
 struct Shared {
     downloader: Downloader,
-    hosts: HostLimits,
+    hosts: Hosts,
     retries: u32,
     retry_wait: Duration,
     max_retry_wait: Duration,
@@ -81,10 +61,7 @@ pub async fn run(
             events: events.clone(),
             cancel: cancel.clone(),
         },
-        hosts: HostLimits {
-            per_host: settings.max_per_host,
-            hosts: Mutex::new(HashMap::new()),
-        },
+        hosts: Hosts::new(settings.max_per_host, events.clone()),
         retries: settings.retries,
         retry_wait: settings.retry_wait,
         max_retry_wait: settings.max_retry_wait,
@@ -255,18 +232,26 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
     }
     let max_attempts = shared.retries.saturating_add(1);
     let mut attempt = 1;
-    let hosts = shared.hosts.semaphore(&job.spec.url);
+    let host = shared.hosts.get(&job.spec.url);
     loop {
         let result = {
             let _connection = tokio::select! {
                 biased;
                 _ = dl.cancel.cancelled() => return Err(Stop::Interrupted),
-                p = hosts.acquire() => p.expect("the semaphore is never closed"),
+                p = host.acquire() => p,
             };
             dl.attempt(job, tries).await
         };
+        if let Err(e) = &result {
+            if e.is_congestion() {
+                host.congestion(e.retry_after().map(|d| d.min(shared.max_retry_wait)));
+            }
+        }
         let error = match result {
-            Ok(done) => return Ok(done),
+            Ok(done) => {
+                host.success();
+                return Ok(done);
+            }
             Err(DownloadError::Interrupted) => return Err(Stop::Interrupted),
             Err(DownloadError::ResumeFound(_)) => continue,
             Err(e) => e,
