@@ -7,7 +7,7 @@ pub mod naming;
 pub mod state;
 pub mod writer;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -212,22 +212,34 @@ impl Default for Tries {
 
 /// File names taken in this run, so two downloads never share one.
 #[derive(Debug, Default)]
-pub struct Names(Mutex<HashSet<PathBuf>>);
+pub struct Names(Mutex<NameTable>);
+
+#[derive(Debug, Default)]
+struct NameTable {
+    taken: HashSet<PathBuf>,
+    /// Per wanted path, the number to try next, so that a batch of many
+    /// downloads wanting one name costs no more than one probe each.
+    next: HashMap<PathBuf, usize>,
+}
 
 impl Names {
     /// Reserve `dir/name`, or the first free `dir/name.N.ext`. With `avoid_existing`,
     /// names of files already on disk are passed over too.
     pub fn reserve(&self, dir: &Path, name: &str, avoid_existing: bool) -> PathBuf {
-        let mut taken = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let free =
-            |p: &PathBuf| !(taken.contains(p) || avoid_existing && p.symlink_metadata().is_ok());
-        let mut path = dir.join(name);
-        let mut n = 0;
-        while !free(&path) {
+        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = dir.join(name);
+        let mut n = table.next.get(&wanted).copied().unwrap_or(0);
+        let mut path = if n == 0 {
+            wanted.clone()
+        } else {
+            dir.join(naming::numbered(name, n))
+        };
+        while table.taken.contains(&path) || avoid_existing && path.symlink_metadata().is_ok() {
             n += 1;
             path = dir.join(naming::numbered(name, n));
         }
-        taken.insert(path.clone());
+        table.next.insert(wanted, n + 1);
+        table.taken.insert(path.clone());
         path
     }
 }
@@ -643,4 +655,31 @@ fn validators_differ(known: &ResumeState, response: &Response) -> bool {
         _ => false,
     };
     differs(&known.etag, ETAG) || differs(&known.last_modified, LAST_MODIFIED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_numbered_in_order_and_stay_cheap() {
+        let names = Names::default();
+        let dir = Path::new("d");
+        assert_eq!(names.reserve(dir, "f.bin", false), dir.join("f.bin"));
+        assert_eq!(names.reserve(dir, "f.bin", false), dir.join("f.1.bin"));
+        assert_eq!(names.reserve(dir, "f.1.bin", false), dir.join("f.1.1.bin"));
+        assert_eq!(names.reserve(dir, "f.bin", false), dir.join("f.2.bin"));
+        assert_eq!(
+            names.reserve(Path::new("e"), "f.bin", false),
+            Path::new("e/f.bin")
+        );
+        // 100,000 downloads wanting one name: linear, not quadratic.
+        for _ in 0..100_000 {
+            names.reserve(dir, "index.html", false);
+        }
+        assert_eq!(
+            names.reserve(dir, "index.html", false),
+            dir.join("index.100000.html")
+        );
+    }
 }
