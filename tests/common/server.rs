@@ -24,6 +24,11 @@
 //! not eat the faults meant for its `GET`s). Once the plan is exhausted, the
 //! route's `always` fault (if any) applies to every such request; otherwise
 //! the route behaves normally.
+//!
+//! A route can also be followed by another one ([`Route::then`]: a new
+//! version of a file after the first request), ignore `If-Range`
+//! ([`Route::ignore_if_range`]), and the whole server can simulate overload
+//! ([`TestServer::limit_in_flight`]: 429 when too many requests are in flight).
 
 #![allow(dead_code)]
 
@@ -32,7 +37,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -103,6 +108,12 @@ pub struct Route {
     pub ranges: bool,
     /// Throttle: after every `.0` body bytes, sleep `.1`.
     pub throttle: Option<(usize, Duration)>,
+    /// Honour `If-Range` (default true). When false, a `Range` is served as
+    /// 206 whatever `If-Range` says (a server that ignores validators).
+    pub if_range: bool,
+    /// The route that replaces this one once it has answered one request
+    /// (any method but `HEAD`), e.g. a new version of the file.
+    pub then: Option<Box<Route>>,
 }
 
 impl Route {
@@ -121,6 +132,8 @@ impl Route {
             always: None,
             ranges: true,
             throttle: None,
+            if_range: true,
+            then: None,
         }
     }
 
@@ -197,6 +210,21 @@ impl Route {
         self.throttle = Some((chunk.max(1), delay));
         self
     }
+
+    /// Ignore `If-Range`: a `Range` is answered with 206 even when the
+    /// validator no longer matches.
+    pub fn ignore_if_range(mut self) -> Route {
+        self.if_range = false;
+        self
+    }
+
+    /// After this route has answered one request (any method but `HEAD`),
+    /// `next` takes its place under the same path. Chain for a sequence:
+    /// `a.then(b.then(c))`.
+    pub fn then(mut self, next: Route) -> Route {
+        self.then = Some(Box::new(next));
+        self
+    }
 }
 
 /// One request as the server saw it.
@@ -214,6 +242,8 @@ pub struct RecordedRequest {
     pub conn_id: usize,
     /// The fault applied to this request, if any.
     pub fault: Option<Fault>,
+    /// When the server had read the request head.
+    pub received_at: Instant,
 }
 
 impl RecordedRequest {
@@ -244,6 +274,11 @@ struct State {
     max_open_connections: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Answer 429 to a request that would make more than this many requests
+    /// in flight at once; 0 = no limit.
+    in_flight_limit: AtomicUsize,
+    /// 429 answers given because of `in_flight_limit`.
+    overload_rejections: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -435,11 +470,31 @@ impl TestServer {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// Requests being answered right now.
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Overload simulation: from now on, a request that arrives while `limit`
+    /// requests (to any path) are already being answered gets `429 Too Many
+    /// Requests` (no `Retry-After`) instead of its route; its route's faults
+    /// are not consumed. `0` turns the limit off. Rejected requests are
+    /// recorded with `fault: Some(Fault::Status(429))`.
+    pub fn limit_in_flight(&self, limit: usize) {
+        self.state.in_flight_limit.store(limit, Ordering::SeqCst);
+    }
+
+    /// 429 answers given because of [`TestServer::limit_in_flight`].
+    pub fn overload_rejections(&self) -> usize {
+        self.state.overload_rejections.load(Ordering::SeqCst)
+    }
+
     /// Forget recorded requests and byte counts.
     pub fn reset_stats(&self) {
         *lock(&self.state.stats) = Stats::default();
         self.state.max_in_flight.store(0, Ordering::SeqCst);
         self.state.max_open_connections.store(0, Ordering::SeqCst);
+        self.state.overload_rejections.store(0, Ordering::SeqCst);
     }
 }
 
@@ -689,6 +744,7 @@ fn record(state: &State, req: &Request, conn_id: usize, fault: Option<Fault>) {
         headers: req.headers.clone(),
         conn_id,
         fault,
+        received_at: Instant::now(),
     });
 }
 
@@ -711,6 +767,32 @@ async fn respond(
         !conn_hdr.contains("close")
     };
 
+    // Overload simulation: too many requests at once → 429.
+    let limit = state.in_flight_limit.load(Ordering::SeqCst);
+    if limit > 0 && state.in_flight.load(Ordering::SeqCst) > limit {
+        state.overload_rejections.fetch_add(1, Ordering::SeqCst);
+        record(state, &req, conn_id, Some(Fault::Status(429)));
+        let body = b"too many requests at once\n".to_vec();
+        let head = build_head(
+            429,
+            &[("Content-Type".into(), "text/plain".into())],
+            Some(body.len()),
+            keep_alive,
+        );
+        return send(
+            conn,
+            state,
+            &req.path,
+            head,
+            &body,
+            is_head,
+            BodyMode::Normal,
+            None,
+            keep_alive,
+        )
+        .await;
+    }
+
     // Look the route up and take a fault, under the lock.
     let (route, fault) = {
         let mut routes = lock(&state.routes);
@@ -727,7 +809,13 @@ async fn respond(
                 } else {
                     route.faults.pop_front().or_else(|| route.always.clone())
                 };
-                (Some(route.clone()), fault)
+                let answer = route.clone();
+                if !is_head {
+                    if let Some(next) = route.then.take() {
+                        *route = *next;
+                    }
+                }
+                (Some(answer), fault)
             }
             None => (None, None),
         }
@@ -844,7 +932,7 @@ async fn respond(
             let if_range_ok = req
                 .headers
                 .get("if-range")
-                .is_none_or(|v| if_range_matches(v, &route));
+                .is_none_or(|v| !route.if_range || if_range_matches(v, &route));
             if if_range_ok {
                 match parse_range(range, total) {
                     RangeSpec::None => {}
