@@ -83,13 +83,25 @@ pub fn build_client(s: &Settings) -> Result<Client, ClientError> {
             reason,
         };
         let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| err(format!("not a PEM certificate: {}", describe(&e))))?;
-        builder = builder.add_root_certificate(cert);
+        if certs.is_empty() {
+            return Err(err(
+                "no certificate in the file (expected '-----BEGIN CERTIFICATE-----')".into(),
+            ));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
     }
-    builder
-        .build()
-        .map_err(|e| ClientError::Build(describe(&e)))
+    // Certificates are decoded only here, so a failure with --ca-cert is its fault.
+    builder.build().map_err(|e| match &s.ca_cert {
+        Some(path) => ClientError::CaCert {
+            path: path.display().to_string(),
+            reason: format!("cannot use the certificate: {}", describe(&e)),
+        },
+        None => ClientError::Build(describe(&e)),
+    })
 }
 
 /// Statuses worth another try.

@@ -46,6 +46,9 @@ pub enum DownloadError {
     /// Connect errors, resets, idle timeouts: worth another try.
     #[error("{0}")]
     Network(String),
+    /// The server's TLS certificate was refused: another try would not help.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A redirect loop, too many redirects or a refused redirect.
     #[error("{0}")]
     Redirect(String),
@@ -124,7 +127,14 @@ impl DownloadError {
                 idle.as_secs_f64()
             ))
         } else if e.is_connect() {
-            DownloadError::Network(format!("cannot connect: {}", http::describe(&e)))
+            let text = http::describe(&e);
+            if text.to_ascii_lowercase().contains("certificate") {
+                DownloadError::Tls(format!(
+                    "{text} (--ca-cert FILE trusts a private CA; --insecure skips verification)"
+                ))
+            } else {
+                DownloadError::Network(format!("cannot connect: {text}"))
+            }
         } else {
             DownloadError::Network(http::describe(&e))
         }
