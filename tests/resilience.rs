@@ -1073,3 +1073,79 @@ fn resume_with_weak_etag_uses_last_modified_for_if_range() {
     let sent = server.body_bytes_sent("/weak.bin");
     assert!(sent < (len + len / 4) as u64, "server sent {sent} bytes");
 }
+
+// ---------------------------------------------------------------------------
+// Extra: a state file that already covers the whole file (416 on resume)
+// ---------------------------------------------------------------------------
+
+/// Put `part` in `DIR/f.bin.part` and a state file recording `[0, done)` of a
+/// `size`-byte file with ETag `"e1"` from `url`.
+fn prepare_partial(dir: &Path, url: &str, part: &[u8], size: usize, done: usize) {
+    std::fs::create_dir_all(dir).expect("mkdir out");
+    let fin = dir.join("f.bin");
+    std::fs::write(part_path(&fin), part).expect("write .part");
+    let state = serde_json::json!({
+        "version": 1,
+        "url": url,
+        "size": size,
+        "etag": "\"e1\"",
+        "last_modified": null,
+        "done": [[0, done]],
+    });
+    std::fs::write(state_path(&fin), state.to_string()).expect("write state");
+}
+
+#[test]
+fn complete_part_file_with_416_finishes_without_body() {
+    let server = TestServer::start();
+    let len = 200 * KIB + 5;
+    let body = content(17, len);
+    server.route("/f.bin", Route::new(body.clone()).etag("\"e1\""));
+    let url = server.url("/f.bin");
+    let mut v = volley();
+    let dir = out_dir(&v.sandbox);
+    prepare_partial(&dir, &url, &body, len, len);
+    let r = run(v.args(["--retry-wait", "0.01", "-d", &path_arg(&dir), &url]));
+    r.expect_code(0).expect_empty_stdout();
+    let fin = dir.join("f.bin");
+    assert_file_eq(&fin, &body);
+    assert_no_leftovers(&fin);
+    assert_eq!(list_tree(&dir), vec!["f.bin".to_string()]);
+    let reqs = gets(&server, "/f.bin");
+    assert_eq!(reqs.len(), 1, "{reqs:#?}");
+    assert_eq!(range_start(&reqs[0]), Some(len as u64), "{:#?}", reqs[0]);
+    assert_eq!(reqs[0].header("if-range"), Some("\"e1\""), "{:#?}", reqs[0]);
+    assert_eq!(
+        server.body_bytes_sent("/f.bin"),
+        0,
+        "the server sent a body"
+    );
+}
+
+#[test]
+fn half_part_file_from_state_resumes_from_the_middle() {
+    let server = TestServer::start();
+    let len = 200 * KIB + 6;
+    let half = len / 2;
+    let body = content(18, len);
+    server.route("/f.bin", Route::new(body.clone()).etag("\"e1\""));
+    let url = server.url("/f.bin");
+    let mut v = volley();
+    let dir = out_dir(&v.sandbox);
+    prepare_partial(&dir, &url, &body[..half], len, half);
+    let r = run(v.args(["--retry-wait", "0.01", "-d", &path_arg(&dir), &url]));
+    r.expect_code(0).expect_empty_stdout();
+    let fin = dir.join("f.bin");
+    assert_file_eq(&fin, &body);
+    assert_no_leftovers(&fin);
+    let reqs = gets(&server, "/f.bin");
+    assert_eq!(reqs.len(), 1, "{reqs:#?}");
+    assert_eq!(
+        reqs[0].header("range"),
+        Some(format!("bytes={half}-").as_str()),
+        "{:#?}",
+        reqs[0]
+    );
+    assert_eq!(reqs[0].header("if-range"), Some("\"e1\""), "{:#?}", reqs[0]);
+    assert_eq!(server.body_bytes_sent("/f.bin"), (len - half) as u64);
+}

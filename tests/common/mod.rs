@@ -5,6 +5,8 @@
 pub mod server;
 
 #[allow(unused_imports)]
+pub use server::fixture_path;
+#[allow(unused_imports)]
 pub use server::{Fault, RecordedRequest, Route, TestServer};
 
 use std::ops::{Deref, DerefMut};

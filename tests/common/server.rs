@@ -29,6 +29,9 @@
 //! version of a file after the first request), ignore `If-Range`
 //! ([`Route::ignore_if_range`]), and the whole server can simulate overload
 //! ([`TestServer::limit_in_flight`]: 429 when too many requests are in flight).
+//!
+//! [`TestServer::start_tls`] starts the same server over HTTPS, with the
+//! certificate and key in `tests/fixtures` (see the README there).
 
 #![allow(dead_code)]
 
@@ -39,8 +42,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
 
 /// Size of the pieces a body is written in.
 const WRITE_CHUNK: usize = 16 * 1024;
@@ -240,6 +245,8 @@ pub struct RecordedRequest {
     pub headers: BTreeMap<String, String>,
     /// Which accepted connection carried this request (0-based).
     pub conn_id: usize,
+    /// Whether it came over TLS.
+    pub tls: bool,
     /// The fault applied to this request, if any.
     pub fault: Option<Fault>,
     /// When the server had read the request head.
@@ -279,6 +286,8 @@ struct State {
     in_flight_limit: AtomicUsize,
     /// 429 answers given because of `in_flight_limit`.
     overload_rejections: AtomicUsize,
+    /// TLS handshakes that failed.
+    tls_handshake_failures: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -289,13 +298,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The test server. Dropping it shuts it down.
 pub struct TestServer {
     addr: SocketAddr,
+    /// Serving HTTPS ([`TestServer::start_tls`]).
+    tls: bool,
     state: Arc<State>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl TestServer {
+    /// A plain-HTTP server (`http://127.0.0.1:PORT`).
     pub fn start() -> TestServer {
+        TestServer::start_with(None, false)
+    }
+
+    /// The same server over HTTPS (`https://127.0.0.1:PORT`), with the
+    /// certificate `tests/fixtures/server.pem` (for `localhost` and
+    /// `127.0.0.1`) signed by the test CA `tests/fixtures/ca.pem`. Routes,
+    /// faults and statistics work as over plain HTTP; a connection whose TLS
+    /// handshake fails is counted in [`TestServer::connections`] and
+    /// [`TestServer::tls_handshake_failures`] but records no request.
+    pub fn start_tls() -> TestServer {
+        TestServer::start_with(
+            Some(TlsAcceptor::from(Arc::new(tls_server_config()))),
+            false,
+        )
+    }
+
+    /// HTTPS and plain HTTP on one port: a connection that opens with a TLS
+    /// handshake gets TLS, any other plain HTTP. [`TestServer::url`] gives
+    /// the `https://` URL, [`TestServer::http_url`] the `http://` one, so a
+    /// redirect can change nothing but the scheme.
+    pub fn start_tls_and_plain() -> TestServer {
+        TestServer::start_with(Some(TlsAcceptor::from(Arc::new(tls_server_config()))), true)
+    }
+
+    fn start_with(tls: Option<TlsAcceptor>, plain_too: bool) -> TestServer {
+        let is_tls = tls.is_some();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("set_nonblocking");
         let addr = listener.local_addr().expect("local_addr");
@@ -320,10 +358,25 @@ impl TestServer {
                                 let Ok((stream, _)) = accepted else { continue };
                                 let id = st.connections.fetch_add(1, Ordering::SeqCst);
                                 let st = st.clone();
+                                let tls = tls.clone();
                                 tokio::spawn(async move {
                                     let open = st.open_connections.fetch_add(1, Ordering::SeqCst) + 1;
                                     st.max_open_connections.fetch_max(open, Ordering::SeqCst);
-                                    handle_connection(stream, st.clone(), id).await;
+                                    let _ = stream.set_nodelay(true);
+                                    // TLS records of a handshake start with 0x16.
+                                    let speaks_tls = !plain_too || {
+                                        let mut first = [0u8; 1];
+                                        matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16)
+                                    };
+                                    match tls.filter(|_| speaks_tls) {
+                                        None => handle_connection(stream, st.clone(), id).await,
+                                        Some(acceptor) => match acceptor.accept(stream).await {
+                                            Ok(stream) => handle_connection(stream, st.clone(), id).await,
+                                            Err(_) => {
+                                                st.tls_handshake_failures.fetch_add(1, Ordering::SeqCst);
+                                            }
+                                        },
+                                    }
                                     st.open_connections.fetch_sub(1, Ordering::SeqCst);
                                 });
                             }
@@ -336,24 +389,52 @@ impl TestServer {
             .expect("spawn server thread");
         TestServer {
             addr,
+            tls: is_tls,
             state,
             shutdown: Some(tx),
             thread: Some(thread),
         }
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` for [`TestServer::start_tls`]).
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme(), self.addr)
     }
 
-    /// `http://127.0.0.1:PORT/path` (a leading `/` is added if missing).
+    /// `http://127.0.0.1:PORT/path` (a leading `/` is added if missing;
+    /// `https://` for [`TestServer::start_tls`]).
     pub fn url(&self, path: &str) -> String {
-        if path.starts_with('/') {
-            format!("{}{}", self.base(), path)
+        join_path(&self.base(), path)
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
         } else {
-            format!("{}/{}", self.base(), path)
+            "http"
         }
+    }
+
+    /// Whether this server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// `http://127.0.0.1:PORT/path` whatever the server speaks (for
+    /// [`TestServer::start_tls_and_plain`]).
+    pub fn http_url(&self, path: &str) -> String {
+        join_path(&format!("http://{}", self.addr), path)
+    }
+
+    /// `http://localhost:PORT` (`https://` for [`TestServer::start_tls`]).
+    pub fn localhost_base(&self) -> String {
+        format!("{}://localhost:{}", self.scheme(), self.addr.port())
+    }
+
+    /// `http://localhost:PORT/path` (`https://` for [`TestServer::start_tls`]).
+    pub fn localhost_url(&self, path: &str) -> String {
+        join_path(&self.localhost_base(), path)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -460,6 +541,12 @@ impl TestServer {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// TLS handshakes that failed (the client refused the certificate, or
+    /// spoke plain HTTP to the TLS port). Always 0 for a plain server.
+    pub fn tls_handshake_failures(&self) -> usize {
+        self.state.tls_handshake_failures.load(Ordering::SeqCst)
+    }
+
     /// Most connections open at the same time.
     pub fn max_open_connections(&self) -> usize {
         self.state.max_open_connections.load(Ordering::SeqCst)
@@ -509,6 +596,79 @@ impl Drop for TestServer {
     }
 }
 
+fn join_path(base: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        format!("{base}{path}")
+    } else {
+        format!("{base}/{path}")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------
+
+/// `tests/fixtures/NAME`.
+pub fn fixture_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
+}
+
+/// The server side of the test TLS setup: `server.pem` and `server.key`
+/// from `tests/fixtures`, HTTP/1.1 only (ALPN), the aws-lc-rs provider (the
+/// one reqwest uses, so nothing else is compiled).
+fn tls_server_config() -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let cert_path = fixture_path("server.pem");
+    let key_path = fixture_path("server.key");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", cert_path.display()))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{}: {e:?}", cert_path.display()));
+    assert!(!certs.is_empty(), "{}: no certificate", cert_path.display());
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", key_path.display()));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("test certificate and key");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// A connection the server can answer on: plain TCP or TLS over TCP.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The TCP socket underneath.
+    fn tcp(&self) -> &TcpStream;
+    /// Whether this is TLS.
+    fn is_tls(&self) -> bool;
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+    fn is_tls(&self) -> bool {
+        false
+    }
+}
+
+impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+    fn is_tls(&self) -> bool {
+        true
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Connection handling
 // ---------------------------------------------------------------------------
@@ -519,6 +679,8 @@ struct Request {
     path: String,
     version: String,
     headers: BTreeMap<String, String>,
+    /// Arrived over TLS.
+    tls: bool,
 }
 
 enum ReadOutcome {
@@ -527,7 +689,7 @@ enum ReadOutcome {
     Bad,
 }
 
-async fn read_request(conn: &mut BufReader<TcpStream>) -> ReadOutcome {
+async fn read_request<S: Conn>(conn: &mut BufReader<S>) -> ReadOutcome {
     let mut head_len = 0usize;
     let mut line = String::new();
     // Request line (skip stray empty lines between requests).
@@ -608,15 +770,18 @@ async fn read_request(conn: &mut BufReader<TcpStream>) -> ReadOutcome {
         path,
         version: version.to_string(),
         headers,
+        tls: false,
     })
 }
 
-async fn handle_connection(stream: TcpStream, state: Arc<State>, conn_id: usize) {
-    let _ = stream.set_nodelay(true);
+async fn handle_connection<S: Conn>(stream: S, state: Arc<State>, conn_id: usize) {
     let mut conn = BufReader::new(stream);
     loop {
         let req = match read_request(&mut conn).await {
-            ReadOutcome::Request(r) => r,
+            ReadOutcome::Request(r) => Request {
+                tls: conn.get_ref().is_tls(),
+                ..r
+            },
             ReadOutcome::Closed => return,
             ReadOutcome::Bad => {
                 let _ = conn
@@ -743,14 +908,15 @@ fn record(state: &State, req: &Request, conn_id: usize, fault: Option<Fault>) {
         version: req.version.clone(),
         headers: req.headers.clone(),
         conn_id,
+        tls: req.tls,
         fault,
         received_at: Instant::now(),
     });
 }
 
 /// Answer one request. Returns whether the connection may be reused.
-async fn respond(
-    conn: &mut BufReader<TcpStream>,
+async fn respond<S: Conn>(
+    conn: &mut BufReader<S>,
     state: &State,
     req: Request,
     conn_id: usize,
@@ -1012,8 +1178,8 @@ fn build_head(
 /// Write head and body according to `mode`. Returns whether the connection
 /// may be reused.
 #[allow(clippy::too_many_arguments)]
-async fn send(
-    conn: &mut BufReader<TcpStream>,
+async fn send<S: Conn>(
+    conn: &mut BufReader<S>,
     state: &State,
     path: &str,
     head: Vec<u8>,
@@ -1049,7 +1215,7 @@ async fn send(
         // Give the kernel a moment to put the bytes on the wire before the
         // RST discards anything still queued.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let _ = stream.set_zero_linger();
+        let _ = stream.tcp().set_zero_linger();
         return false;
     }
     if then_close_after_first {
@@ -1061,8 +1227,8 @@ async fn send(
     stream.flush().await.is_ok() && keep_alive
 }
 
-async fn write_body(
-    stream: &mut TcpStream,
+async fn write_body<S: Conn>(
+    stream: &mut S,
     state: &State,
     path: &str,
     mut body: &[u8],
