@@ -18,14 +18,13 @@ use reqwest::header::{
     ACCEPT_ENCODING, CONTENT_DISPOSITION, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE,
 };
 use reqwest::{Client, Response, StatusCode};
-use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::OnExists;
 use crate::events::{DownloadId, Event, EventSender, Progress};
 use crate::input::DownloadSpec;
 use state::ResumeState;
-use writer::{PartWriter, Sink};
+use writer::{PartWriter, StdoutSink};
 
 /// How often a long download flushes its data and records it in the state file.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
@@ -605,10 +604,7 @@ impl Downloader {
     ) -> Result<Completed, DownloadError> {
         let stdout_path = PathBuf::from("-");
         self.start(job, tries, &stdout_path, tries.stdout_written, size);
-        let mut sink = Sink::Stdout {
-            out: tokio::io::stdout(),
-            skip: tries.stdout_written - offset,
-        };
+        let mut sink = StdoutSink::new(tries.stdout_written - offset);
         let io_err = |source| DownloadError::Io {
             path: PathBuf::from("<stdout>"),
             source,
@@ -635,9 +631,7 @@ impl Downloader {
                 None => break,
             }
         }
-        if let Sink::Stdout { out, .. } = &mut sink {
-            out.flush().await.map_err(io_err)?;
-        }
+        sink.flush().await.map_err(io_err)?;
         if let Some(expected) = size.filter(|&s| s != position) {
             return Err(DownloadError::ShortBody {
                 got: position,

@@ -32,30 +32,33 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Where a body goes.
-pub enum Sink {
-    /// A `.part` file.
-    Part(PartWriter),
-    /// Standard output (`-o -`), skipping bytes already written by an earlier try.
-    Stdout {
-        /// The stream.
-        out: tokio::io::Stdout,
-        /// Bytes of this response to drop (already written).
-        skip: u64,
-    },
+/// Standard output (`-o -`) for a body that may be fetched in several tries:
+/// bytes an earlier try already wrote are dropped, never written twice.
+pub struct StdoutSink {
+    out: tokio::io::Stdout,
+    /// Bytes of this response still to drop.
+    skip: u64,
 }
 
-impl Sink {
-    /// Take one chunk.
-    pub async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
-        match self {
-            Sink::Part(w) => w.push(chunk).await,
-            Sink::Stdout { out, skip } => {
-                let drop = (*skip).min(chunk.len() as u64) as usize;
-                *skip -= drop as u64;
-                out.write_all(&chunk[drop..]).await
-            }
+impl StdoutSink {
+    /// A sink that drops the first `skip` bytes it is given.
+    pub fn new(skip: u64) -> Self {
+        StdoutSink {
+            out: tokio::io::stdout(),
+            skip,
         }
+    }
+
+    /// Write one chunk, minus what is still to be skipped.
+    pub async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
+        let drop = self.skip.min(chunk.len() as u64) as usize;
+        self.skip -= drop as u64;
+        self.out.write_all(&chunk[drop..]).await
+    }
+
+    /// Flush stdout.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.out.flush().await
     }
 }
 
