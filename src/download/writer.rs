@@ -81,6 +81,9 @@ pub struct PartWriter {
     next_offset: u64,
     /// Offset up to which bytes were flushed to disk.
     synced: u64,
+    /// A write failed: the file may miss bytes before `next_offset`, so nothing
+    /// more is written or reported as durable.
+    failed: bool,
 }
 
 impl PartWriter {
@@ -96,6 +99,7 @@ impl PartWriter {
             buf_len: 0,
             next_offset: offset,
             synced: offset,
+            failed: false,
         }
     }
 
@@ -114,11 +118,24 @@ impl PartWriter {
         Ok(())
     }
 
+    /// The file back from the write in flight. After a failed write every call
+    /// fails: reopening would put later bytes after a gap.
     async fn take_file(&mut self) -> io::Result<Option<File>> {
-        match self.inflight.take() {
-            Some(job) => job.await.map_err(io::Error::other)?.map(Some),
-            None => Ok(self.file.take()),
+        if self.failed {
+            return Err(io::Error::other(format!(
+                "an earlier write to {} failed",
+                self.part.display()
+            )));
         }
+        let result = match self.inflight.take() {
+            Some(job) => job
+                .await
+                .map_err(io::Error::other)
+                .and_then(|r| r.map(Some)),
+            None => Ok(self.file.take()),
+        };
+        self.failed = result.is_err();
+        result
     }
 
     fn batch_job(&mut self, file: Option<File>) -> impl FnOnce() -> io::Result<File> + Send {
@@ -127,7 +144,8 @@ impl PartWriter {
         self.next_offset += self.buf_len as u64;
         self.buf_len = 0;
         let part = self.part.clone();
-        let truncate = self.truncate;
+        // Only the first open of a fresh download truncates.
+        let truncate = std::mem::replace(&mut self.truncate, false);
         move || {
             let file = match file {
                 Some(f) => f,
@@ -150,15 +168,16 @@ impl PartWriter {
     pub async fn sync(&mut self) -> io::Result<u64> {
         let file = self.take_file().await?;
         let job = self.batch_job(file);
-        let file = tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let file = job()?;
             file.sync_data()?;
             Ok::<_, io::Error>(file)
         })
         .await
-        .map_err(io::Error::other)??;
-        self.file = Some(file);
-        self.truncate = false;
+        .map_err(io::Error::other)
+        .and_then(|r| r);
+        self.failed = result.is_err();
+        self.file = Some(result?);
         self.synced = self.next_offset;
         Ok(self.synced)
     }
@@ -256,6 +275,23 @@ mod tests {
         w.push(Bytes::from_static(b"+rest")).await.unwrap();
         assert_eq!(w.sync().await.unwrap(), 14);
         assert_eq!(std::fs::read(&part).unwrap(), b"confirmed+rest");
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_write_nothing_is_reported_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("later");
+        let part = sub.join("f.part");
+        let mut w = PartWriter::new(part.clone(), 0);
+        // The first batch fails: its directory does not exist yet.
+        w.push(Bytes::from(vec![1u8; BATCH_BYTES])).await.unwrap();
+        w.push(Bytes::from_static(b"tail")).await.unwrap();
+        assert!(w.sync().await.is_err());
+        // Even once the file could be opened, the first batch's bytes are
+        // missing: the writer must not reopen and call the rest durable.
+        std::fs::create_dir(&sub).unwrap();
+        assert!(w.sync().await.is_err());
+        assert!(!part.exists(), "nothing written after the failure");
     }
 
     #[tokio::test]
