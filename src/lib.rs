@@ -41,8 +41,7 @@ pub fn run(settings: Settings, specs: Vec<DownloadSpec>) -> Result<RunSummary, R
         .build()
         .map_err(RunError::Runtime)?;
     let (events, rx) = EventSender::channel();
-    let mut reporters = report::for_settings(&settings, specs.len());
-    let reporter_thread = report::spawn(std::mem::take(&mut reporters), rx);
+    let reporter_thread = report::spawn(report::for_settings(&settings, specs.len()), rx);
     let summary = runtime.block_on(async {
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(cancel.clone()));

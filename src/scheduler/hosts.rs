@@ -92,7 +92,8 @@ pub struct HostPermit {
 impl Drop for HostPermit {
     fn drop(&mut self) {
         self.host.lock().in_flight -= 1;
-        self.host.freed.notify_waiters();
+        // One slot freed: wake one waiter (a dropped waiter passes it on).
+        self.host.freed.notify_one();
     }
 }
 
