@@ -13,7 +13,7 @@ use std::time::Duration;
 pub type DownloadId = usize;
 
 /// Live byte counters of one download, shared between the core and the reporters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Progress {
     /// Bytes of the file on disk or written so far (includes resumed bytes).
     bytes: AtomicU64,

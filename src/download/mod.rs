@@ -541,11 +541,8 @@ impl Downloader {
             .get(CONTENT_DISPOSITION)
             .and_then(|v| v.to_str().ok())
             .and_then(naming::from_content_disposition)
-            .or_else(|| naming::from_url(response.url()))
-            .unwrap_or_else(|| naming::FALLBACK_NAME.to_string());
-        let reserved_base =
-            naming::from_url(&job.spec.url).unwrap_or_else(|| naming::FALLBACK_NAME.to_string());
-        if served == reserved_base || served == provisional {
+            .unwrap_or_else(|| naming::for_url(response.url()));
+        if served == naming::for_url(&job.spec.url) || served == provisional {
             return Ok(None);
         }
         let path = self.names.reserve(&job.dir, &served, false);

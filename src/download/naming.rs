@@ -63,6 +63,12 @@ pub fn from_url(url: &Url) -> Option<String> {
     sanitize(&decoded)
 }
 
+/// The name a download gets without `out=` or a server-given name: the URL's
+/// last segment, else [`FALLBACK_NAME`].
+pub fn for_url(url: &Url) -> String {
+    from_url(url).unwrap_or_else(|| FALLBACK_NAME.to_string())
+}
+
 /// The file name a Content-Disposition header gives, preferring `filename*`.
 pub fn from_content_disposition(value: &str) -> Option<String> {
     let mut plain = None;

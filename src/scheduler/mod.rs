@@ -124,8 +124,7 @@ fn plan(settings: &Settings, specs: Vec<DownloadSpec>, names: &Names, to_stdout:
                 let wanted = spec
                     .out
                     .clone()
-                    .or_else(|| naming::from_url(&spec.url))
-                    .unwrap_or_else(|| naming::FALLBACK_NAME.to_string());
+                    .unwrap_or_else(|| naming::for_url(&spec.url));
                 let path = names.reserve(&dir, &wanted, false);
                 path.file_name()
                     .map(|n| n.to_string_lossy().into_owned())
