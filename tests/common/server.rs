@@ -938,25 +938,8 @@ async fn respond<S: Conn>(
     if limit > 0 && state.in_flight.load(Ordering::SeqCst) > limit {
         state.overload_rejections.fetch_add(1, Ordering::SeqCst);
         record(state, &req, conn_id, Some(Fault::Status(429)));
-        let body = b"too many requests at once\n".to_vec();
-        let head = build_head(
-            429,
-            &[("Content-Type".into(), "text/plain".into())],
-            Some(body.len()),
-            keep_alive,
-        );
-        return send(
-            conn,
-            state,
-            &req.path,
-            head,
-            &body,
-            is_head,
-            BodyMode::Normal,
-            None,
-            keep_alive,
-        )
-        .await;
+        let body = b"too many requests at once\n";
+        return send_text(conn, state, &req.path, 429, &[], body, is_head, keep_alive).await;
     }
 
     // Look the route up and take a fault, under the lock.
@@ -990,24 +973,7 @@ async fn respond<S: Conn>(
 
     let Some(route) = route else {
         let body = format!("404 not found: {}\n", req.path).into_bytes();
-        let head = build_head(
-            404,
-            &[("Content-Type".into(), "text/plain".into())],
-            Some(body.len()),
-            keep_alive,
-        );
-        return send(
-            conn,
-            state,
-            &req.path,
-            head,
-            &body,
-            is_head,
-            BodyMode::Normal,
-            None,
-            keep_alive,
-        )
-        .await;
+        return send_text(conn, state, &req.path, 404, &[], &body, is_head, keep_alive).await;
     };
 
     let mut mode = BodyMode::Normal;
@@ -1017,25 +983,26 @@ async fn respond<S: Conn>(
         None => {}
         Some(Fault::Status(code)) => {
             let body = format!("injected status {code}\n").into_bytes();
-            let head = build_head(
+            return send_text(
+                conn,
+                state,
+                &req.path,
                 *code,
-                &[("Content-Type".into(), "text/plain".into())],
-                Some(body.len()),
+                &[],
+                &body,
+                is_head,
                 keep_alive,
-            );
-            return send(
-                conn, state, &req.path, head, &body, is_head, mode, None, keep_alive,
             )
             .await;
         }
         Some(Fault::StatusWithHeaders(code, hdrs)) => {
             let body = format!("injected status {code}\n").into_bytes();
-            let mut headers: Vec<(String, String)> =
-                vec![("Content-Type".into(), "text/plain".into())];
-            headers.extend(hdrs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-            let head = build_head(*code, &headers, Some(body.len()), keep_alive);
-            return send(
-                conn, state, &req.path, head, &body, is_head, mode, None, keep_alive,
+            let extra: Vec<(String, String)> = hdrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            return send_text(
+                conn, state, &req.path, *code, &extra, &body, is_head, keep_alive,
             )
             .await;
         }
@@ -1177,6 +1144,35 @@ fn build_head(
 
 /// Write head and body according to `mode`. Returns whether the connection
 /// may be reused.
+/// A short text/plain answer with `status`, `extra` headers and `body`.
+#[allow(clippy::too_many_arguments)]
+async fn send_text<S: Conn>(
+    conn: &mut BufReader<S>,
+    state: &State,
+    path: &str,
+    status: u16,
+    extra: &[(String, String)],
+    body: &[u8],
+    is_head: bool,
+    keep_alive: bool,
+) -> bool {
+    let mut headers = vec![("Content-Type".to_string(), "text/plain".to_string())];
+    headers.extend_from_slice(extra);
+    let head = build_head(status, &headers, Some(body.len()), keep_alive);
+    send(
+        conn,
+        state,
+        path,
+        head,
+        body,
+        is_head,
+        BodyMode::Normal,
+        None,
+        keep_alive,
+    )
+    .await
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn send<S: Conn>(
     conn: &mut BufReader<S>,
