@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{OnExists, ProgressMode};
+use crate::config::{ByteSize, OnExists, ProgressMode};
 
 /// Text shown after the options in `--help`.
 const AFTER_HELP: &str = "\
@@ -18,7 +18,8 @@ Exit codes:
   130  interrupted by SIGINT/SIGTERM (partial data kept in NAME.part; rerun to resume)
 
 List format (-i): one URL per line; '#' comments and blank lines are ignored;
-indented 'key=value' lines after a URL set its options: out=NAME, dir=DIR, header=K: V";
+indented 'key=value' lines after a URL set its options: out=NAME, dir=DIR, header=K: V,
+connections=N, limit_rate=RATE";
 
 /// volley: download a batch of URLs concurrently, safely and resumably.
 #[derive(Debug, Parser)]
@@ -60,6 +61,22 @@ pub struct Cli {
     /// Connections open to one host at once, across all downloads [default: 8] [config: max_per_host].
     #[arg(long, value_name = "N", help_heading = "Concurrency")]
     pub max_per_host: Option<usize>,
+
+    /// Most connections one download may use: a large file is split into ranges fetched in parallel [default: 1] [config: connections].
+    #[arg(short = 'x', long, value_name = "N", help_heading = "Concurrency")]
+    pub connections: Option<usize>,
+
+    /// Split a file only into pieces at least this large (K, M, G = KiB, MiB, GiB) [default: 4M] [config: min_split_size].
+    #[arg(long, value_name = "SIZE", help_heading = "Concurrency")]
+    pub min_split_size: Option<ByteSize>,
+
+    /// Cap the whole run at RATE bytes per second (e.g. 500K, 10M) [config: limit_rate].
+    #[arg(long, value_name = "RATE", help_heading = "Concurrency")]
+    pub limit_rate: Option<ByteSize>,
+
+    /// Cap each download at RATE bytes per second [config: limit_rate_per_download].
+    #[arg(long, value_name = "RATE", help_heading = "Concurrency")]
+    pub limit_rate_per_download: Option<ByteSize>,
 
     /// Retries of a failed download after the first try [default: 5] [config: retries].
     #[arg(long, value_name = "N", help_heading = "Resilience")]

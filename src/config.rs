@@ -29,6 +29,12 @@ pub const DEFAULT_CONNECT_TIMEOUT: f64 = 10.0;
 pub const DEFAULT_TIMEOUT: f64 = 30.0;
 /// Redirects followed per download.
 pub const DEFAULT_MAX_REDIRECTS: usize = 10;
+/// Connections one download may use unless `--connections` says otherwise.
+pub const DEFAULT_CONNECTIONS: usize = 1;
+/// Most connections one download may use.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Smallest piece a file is split into unless `--min-split-size` says otherwise.
+pub const DEFAULT_MIN_SPLIT_SIZE: u64 = 4 * 1024 * 1024;
 
 /// An error in the configuration: the file, a flag, or a key. Always exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +121,65 @@ impl FromStr for ProgressMode {
     }
 }
 
+/// A number of bytes as users write it: `1048576`, `512K`, `1.5M`, `2G` (K, M and
+/// G are powers of 1024; `KiB`, `MB`, `k`, ... are accepted too). Used for sizes
+/// and, per second, for rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let unit = unit.trim().to_ascii_lowercase();
+        let unit = unit.trim_end_matches("/s");
+        let factor: u64 = match unit.trim_end_matches('b').trim_end_matches('i') {
+            "" => 1,
+            "k" => 1 << 10,
+            "m" => 1 << 20,
+            "g" => 1 << 30,
+            _ => {
+                return Err(format!(
+                    "'{s}' is not a size: use bytes or K, M, G (e.g. 512K, 10M)"
+                ))
+            }
+        };
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("'{s}' is not a size: use bytes or K, M, G (e.g. 512K, 10M)"))?;
+        let bytes = value * factor as f64;
+        if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+            return Err(format!("'{s}' is too large"));
+        }
+        Ok(ByteSize(bytes.round() as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// The TOML config file, as written. Keys are the long flag names with `_`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,6 +192,14 @@ pub struct FileConfig {
     pub max_per_host: Option<usize>,
     /// `--on-exists`
     pub on_exists: Option<OnExists>,
+    /// `--connections`
+    pub connections: Option<usize>,
+    /// `--min-split-size`
+    pub min_split_size: Option<ByteSize>,
+    /// `--limit-rate`
+    pub limit_rate: Option<ByteSize>,
+    /// `--limit-rate-per-download`
+    pub limit_rate_per_download: Option<ByteSize>,
     /// `--retries`
     pub retries: Option<u32>,
     /// `--retry-wait`
@@ -185,6 +258,14 @@ pub struct Settings {
     pub jobs: usize,
     /// Connections to one host at once.
     pub max_per_host: usize,
+    /// Most connections one download may use.
+    pub connections: usize,
+    /// Smallest piece a file is split into, bytes.
+    pub min_split_size: u64,
+    /// Cap of the whole run, bytes per second.
+    pub limit_rate: Option<u64>,
+    /// Cap of each download, bytes per second.
+    pub limit_rate_per_download: Option<u64>,
     /// Retries after the first try.
     pub retries: u32,
     /// Backoff base.
@@ -260,6 +341,28 @@ impl Settings {
                     .or(file.max_per_host)
                     .unwrap_or(DEFAULT_MAX_PER_HOST),
             )?,
+            connections: connections(
+                "--connections",
+                cli.connections
+                    .or(file.connections)
+                    .unwrap_or(DEFAULT_CONNECTIONS),
+            )?,
+            min_split_size: positive_size(
+                "--min-split-size",
+                cli.min_split_size
+                    .or(file.min_split_size)
+                    .unwrap_or(ByteSize(DEFAULT_MIN_SPLIT_SIZE)),
+            )?,
+            limit_rate: cli
+                .limit_rate
+                .or(file.limit_rate)
+                .map(|r| positive_size("--limit-rate", r))
+                .transpose()?,
+            limit_rate_per_download: cli
+                .limit_rate_per_download
+                .or(file.limit_rate_per_download)
+                .map(|r| positive_size("--limit-rate-per-download", r))
+                .transpose()?,
             retries: cli.retries.or(file.retries).unwrap_or(DEFAULT_RETRIES),
             retry_wait: seconds(
                 "--retry-wait",
@@ -393,6 +496,27 @@ fn at_least_one(flag: &str, n: usize) -> Result<usize, ConfigError> {
     }
 }
 
+/// Check a `connections` value (flag, key or list option).
+pub fn connections(what: &str, n: usize) -> Result<usize, ConfigError> {
+    if (1..=MAX_CONNECTIONS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(invalid(
+            what,
+            format!("{n} is not between 1 and {MAX_CONNECTIONS}"),
+        ))
+    }
+}
+
+/// Check a size or rate that must be more than zero (flag, key or list option).
+pub fn positive_size(what: &str, size: ByteSize) -> Result<u64, ConfigError> {
+    if size.0 == 0 {
+        Err(invalid(what, "must be more than 0".into()))
+    } else {
+        Ok(size.0)
+    }
+}
+
 fn seconds(flag: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
     let v = value.unwrap_or(default);
     Duration::try_from_secs_f64(v)
@@ -482,6 +606,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("jobs"), "{msg}");
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        let b = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
+        assert_eq!(b("1048576"), Ok(1 << 20));
+        assert_eq!(b("512K"), Ok(512 << 10));
+        assert_eq!(b("512k"), Ok(512 << 10));
+        assert_eq!(b("1.5M"), Ok(3 << 19));
+        assert_eq!(b("2GiB"), Ok(2 << 30));
+        assert_eq!(b("10MB"), Ok(10 << 20));
+        assert_eq!(b("1M/s"), Ok(1 << 20));
+        assert!(b("abc").unwrap_err().contains("'abc'"));
+        assert!(b("10X").is_err());
+        assert!(b("").is_err());
+        let file = parse_file(
+            Path::new("c.toml"),
+            "limit_rate = \"1M\"\nmin_split_size = 65536\n",
+        )
+        .unwrap();
+        let s = Settings::merge(cli(&["-x", "4"]), file).unwrap();
+        assert_eq!(s.limit_rate, Some(1 << 20));
+        assert_eq!(s.min_split_size, 65536);
+        assert_eq!(s.connections, 4);
+        let e = Settings::merge(cli(&["-x", "0"]), FileConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("--connections"), "{e}");
+        let e = Settings::merge(cli(&["--limit-rate", "0"]), FileConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("--limit-rate"), "{e}");
     }
 
     #[test]

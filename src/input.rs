@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Url;
 
-use crate::config::{parse_header, OutputName, Settings};
+use crate::config::{self, parse_header, ByteSize, OutputName, Settings};
 
 /// Option keys a list may set for a download.
-pub const LIST_KEYS: &[&str] = &["out", "dir", "header"];
+pub const LIST_KEYS: &[&str] = &["out", "dir", "header", "connections", "limit_rate"];
 
 /// One download as the user asked for it.
 #[derive(Debug, Clone)]
@@ -26,6 +26,11 @@ pub struct DownloadSpec {
     pub dir: Option<PathBuf>,
     /// Extra headers for this download only (`header=`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Most connections for this download (`connections=`), overriding `--connections`.
+    pub connections: Option<usize>,
+    /// Cap of this download in bytes per second (`limit_rate=`), overriding
+    /// `--limit-rate-per-download`.
+    pub limit_rate: Option<u64>,
 }
 
 impl DownloadSpec {
@@ -35,6 +40,8 @@ impl DownloadSpec {
             out: None,
             dir: None,
             headers: Vec::new(),
+            connections: None,
+            limit_rate: None,
         }
     }
 }
@@ -245,6 +252,20 @@ fn apply_option(spec: &mut DownloadSpec, option: &str) -> Result<(), String> {
             spec.dir = Some(PathBuf::from(value));
         }
         "header" => spec.headers.push(parse_header(value)?),
+        "connections" => {
+            let n = value
+                .parse()
+                .map_err(|_| format!("connections={value}: not a whole number"))?;
+            let n = config::connections("connections", n).map_err(|e| e.to_string())?;
+            spec.connections = Some(n);
+        }
+        "limit_rate" => {
+            let rate: ByteSize = value
+                .parse()
+                .map_err(|m| format!("limit_rate={value}: {m}"))?;
+            let rate = config::positive_size("limit_rate", rate).map_err(|e| e.to_string())?;
+            spec.limit_rate = Some(rate);
+        }
         _ => {
             return Err(format!(
                 "unknown option '{key}' (known keys: {})",
@@ -312,6 +333,17 @@ mod tests {
         let (specs, errors) = parse("http://a/1\nhttp//bad\n  out=x\n");
         assert_eq!(errors.len(), 1);
         assert!(specs[0].out.is_none());
+    }
+
+    #[test]
+    fn connections_and_limit_rate_options() {
+        let (specs, errors) =
+            parse("http://a/1\n  connections=4\n  limit_rate=512K\nhttp://a/2\n  connections=0\n  limit_rate=fast\n");
+        assert_eq!(specs[0].connections, Some(4));
+        assert_eq!(specs[0].limit_rate, Some(512 * 1024));
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![5, 6], "{errors:?}");
+        assert!(errors[0].reason.contains("connections"), "{errors:?}");
     }
 
     #[test]
