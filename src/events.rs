@@ -21,6 +21,8 @@ pub struct Progress {
     total: AtomicU64,
     /// Bytes already present when this run started (resumed), not counted as transferred.
     resumed: AtomicU64,
+    /// Connections transferring data for this download right now.
+    connections: AtomicU64,
 }
 
 impl Progress {
@@ -30,7 +32,19 @@ impl Progress {
             bytes: AtomicU64::new(0),
             total: AtomicU64::new(u64::MAX),
             resumed: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         })
+    }
+
+    /// Connections transferring data right now.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Count a connection as transferring until the guard is dropped.
+    pub fn connection(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.clone())
     }
 
     /// Bytes of the file so far.
@@ -67,6 +81,16 @@ impl Progress {
     /// Record bytes found on disk from an earlier run.
     pub fn set_resumed(&self, n: u64) {
         self.resumed.store(n, Ordering::Relaxed);
+    }
+}
+
+/// A connection counted in [`Progress::connections`]; dropping it uncounts it.
+#[derive(Debug)]
+pub struct ConnectionGuard(Arc<Progress>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -4,10 +4,14 @@
 
 pub mod http;
 pub mod naming;
+pub mod ratelimit;
+pub mod retry;
+pub mod segmented;
 pub mod state;
 pub mod writer;
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,8 +27,24 @@ use tokio_util::sync::CancellationToken;
 use crate::config::OnExists;
 use crate::events::{DownloadId, Event, EventSender, Progress};
 use crate::input::DownloadSpec;
+use ratelimit::{pause, Limits, RateLimiter};
+use retry::RetryPolicy;
 use state::ResumeState;
 use writer::{PartWriter, StdoutSink};
+
+/// Connection slots to a host (the scheduler's per-host window): every
+/// connection of a split download holds one, so all count against
+/// `--max-per-host`.
+pub trait Slots: Sync {
+    /// Held while a connection is open; dropping it frees the slot.
+    type Permit: Send;
+    /// Wait for a slot.
+    fn acquire(&self) -> impl Future<Output = Self::Permit> + Send;
+    /// The host pushed back (429, 503, a network error).
+    fn congestion(&self, retry_after: Option<Duration>);
+    /// A request succeeded.
+    fn success(&self);
+}
 
 /// How often a long download flushes its data and records it in the state file.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
@@ -194,6 +214,10 @@ pub struct Tries {
     started: bool,
     /// Bytes already written to stdout (`-o -`).
     stdout_written: u64,
+    /// Failed tries charged to the retry budget so far.
+    pub failed: u32,
+    /// This download's rate limits, once known.
+    limits: Option<Limits>,
     /// Live counters.
     pub progress: Arc<Progress>,
 }
@@ -208,6 +232,8 @@ impl Tries {
             state_on_disk: false,
             started: false,
             stdout_written: 0,
+            failed: 0,
+            limits: None,
             progress: Progress::new(),
         }
     }
@@ -275,6 +301,16 @@ pub struct Downloader {
     pub events: EventSender,
     /// Fires on SIGINT/SIGTERM.
     pub cancel: CancellationToken,
+    /// Retries and backoff.
+    pub retry: RetryPolicy,
+    /// Most connections per download (`--connections`).
+    pub connections: usize,
+    /// Smallest piece of a split file (`--min-split-size`).
+    pub min_split_size: u64,
+    /// `--limit-rate`, shared by the run.
+    pub rate_limit: Option<Arc<RateLimiter>>,
+    /// `--limit-rate-per-download`, bytes per second.
+    pub rate_limit_per_download: Option<u64>,
 }
 
 impl Downloader {
@@ -322,7 +358,7 @@ impl Downloader {
     fn pick_up_resume(&self, job: &Job, tries: &mut Tries, path: &Path) -> bool {
         let state_path = ResumeState::path_for(&part_path(path));
         match ResumeState::load(&state_path) {
-            Some(state) if state.url == job.spec.url.as_str() && state.contiguous() > 0 => {
+            Some(state) if state.url == job.spec.url.as_str() && state.covered() > 0 => {
                 tries.resume = Some(state);
                 tries.state_on_disk = true;
                 true
@@ -331,29 +367,102 @@ impl Downloader {
         }
     }
 
-    /// One try: request, name, stream the body, finish.
-    pub async fn attempt(&self, job: &Job, tries: &mut Tries) -> Result<Completed, DownloadError> {
-        let offset = match job.name {
-            None => tries.stdout_written,
-            Some(_) => tries.resume.as_ref().map_or(0, ResumeState::contiguous),
-        };
+    /// The rate limits of a download, made on its first try.
+    fn limits(&self, job: &Job, tries: &mut Tries) -> Limits {
+        tries
+            .limits
+            .get_or_insert_with(|| Limits {
+                run: self.rate_limit.clone(),
+                download: job
+                    .spec
+                    .limit_rate
+                    .or(self.rate_limit_per_download)
+                    .map(RateLimiter::new),
+            })
+            .clone()
+    }
+
+    /// The range the next request asks for: `(start, end)`, `end` exclusive and
+    /// `None` for "to the end of the file".
+    fn wanted_range(
+        &self,
+        job: &Job,
+        tries: &Tries,
+        connections: usize,
+    ) -> Option<(u64, Option<u64>)> {
+        if job.name.is_none() {
+            return (tries.stdout_written > 0).then_some((tries.stdout_written, None));
+        }
+        match tries.resume.as_ref() {
+            // The size is known from an earlier run: ask for exactly the first
+            // piece of what is missing, so only missing bytes travel.
+            Some(
+                state @ ResumeState {
+                    size: Some(size), ..
+                },
+            ) if state.covered() > 0 && (state.has_holes() || connections > 1) => {
+                let gaps = state.gaps(*size);
+                match segmented::plan(&gaps, connections, self.min_split_size).first() {
+                    Some(&(s, e)) => Some((s, Some(e))),
+                    // All on disk: the server's 416 confirms the size.
+                    None => Some((*size, None)),
+                }
+            }
+            Some(state) if state.contiguous() > 0 => Some((state.contiguous(), None)),
+            // A ranged GET tells the size and range support without a HEAD.
+            _ if connections > 1 => Some((0, None)),
+            _ => None,
+        }
+    }
+
+    async fn send(
+        &self,
+        job: &Job,
+        tries: &Tries,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<Response, DownloadError> {
         let mut request = self.client.get(job.spec.url.clone());
         for (k, v) in &job.spec.headers {
             request = request.header(k, v);
         }
-        if offset > 0 {
+        if let Some((start, end)) = range {
+            let end = end.map(|e| (e - 1).to_string()).unwrap_or_default();
             request = request
-                .header(RANGE, format!("bytes={offset}-"))
+                .header(RANGE, format!("bytes={start}-{end}"))
                 .header(ACCEPT_ENCODING, "identity");
             if let Some(v) = tries.resume.as_ref().and_then(ResumeState::if_range) {
                 request = request.header(IF_RANGE, v);
             }
         }
-        let response = tokio::select! {
+        tokio::select! {
             biased;
-            _ = self.cancel.cancelled() => return Err(DownloadError::Interrupted),
-            r = request.send() => r.map_err(|e| DownloadError::from_reqwest(e, self.idle_timeout))?,
+            _ = self.cancel.cancelled() => Err(DownloadError::Interrupted),
+            r = request.send() => r.map_err(|e| DownloadError::from_reqwest(e, self.idle_timeout)),
+        }
+    }
+
+    /// One try: request, name, stream the body (over several connections when
+    /// the file is large and the server allows ranges), finish.
+    pub async fn attempt<S: Slots>(
+        &self,
+        job: &Job,
+        tries: &mut Tries,
+        slots: &S,
+        permit: S::Permit,
+    ) -> Result<Completed, DownloadError> {
+        let connections = match job.name {
+            Some(_) => job.spec.connections.unwrap_or(self.connections),
+            None => 1,
         };
+        let limits = self.limits(job, tries);
+        let mut range = self.wanted_range(job, tries, connections);
+        let mut response = self.send(job, tries, range).await?;
+        if response.status() == StatusCode::RANGE_NOT_SATISFIABLE && range == Some((0, None)) {
+            // An empty file has no byte 0 to range over: ask for it plainly.
+            range = None;
+            response = self.send(job, tries, range).await?;
+        }
+        let offset = range.map_or(0, |(s, _)| s);
         let status = response.status();
         if status == StatusCode::RANGE_NOT_SATISFIABLE && offset > 0 {
             return self.range_not_satisfiable(job, tries, offset).await;
@@ -364,10 +473,10 @@ impl Downloader {
                 retry_after: http::retry_after(response.headers()),
             });
         }
-        let (offset, size) = self.check_range(tries, &response, offset)?;
+        let (offset, size) = self.check_range(tries, &response, range.map(|(s, _)| s))?;
         if job.name.is_none() {
             return self
-                .stream_to_stdout(job, tries, response, offset, size)
+                .stream_to_stdout(job, tries, response, offset, size, &limits)
                 .await;
         }
         if !tries.name_settled {
@@ -383,7 +492,35 @@ impl Downloader {
         state.size = size;
         state.etag = header_text(&response, ETAG);
         state.last_modified = header_text(&response, LAST_MODIFIED);
-        state.set_contiguous(offset);
+        let holes = status == StatusCode::PARTIAL_CONTENT
+            && tries.resume.as_ref().is_some_and(ResumeState::has_holes);
+        match tries.resume.as_ref() {
+            Some(old) if holes => state.done = old.done.clone(),
+            _ => state.set_contiguous(offset),
+        }
+        if let (StatusCode::PARTIAL_CONTENT, Some(total)) = (status, size) {
+            let remaining = total - state.covered();
+            let worth_splitting = connections > 1 && remaining >= 2 * self.min_split_size.max(1);
+            if holes || worth_splitting {
+                let response_end = response
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(http::parse_content_range)
+                    .map_or(total, |(_, last, _)| last + 1);
+                let start = segmented::Start {
+                    response,
+                    response_end,
+                    permit,
+                    state,
+                    connections,
+                    min_split_size: self.min_split_size,
+                    limits,
+                };
+                return self.split(job, tries, slots, start).await;
+            }
+        }
+        let _permit = permit;
         tries.resume = Some(state);
         self.start(job, tries, &final_path, offset, size);
         let part = part_path(&final_path);
@@ -392,11 +529,13 @@ impl Downloader {
             path: part.clone(),
             source,
         };
+        let _active = tries.progress.connection();
         let mut stream = response.bytes_stream();
         // Flush and record progress every CHECKPOINT_INTERVAL, also while the
         // server stalls, so a kill loses at most that much of what arrived.
         let checkpoint = tokio::time::sleep(CHECKPOINT_INTERVAL);
         tokio::pin!(checkpoint);
+        let mut resume_at = None;
         loop {
             let next = tokio::select! {
                 biased;
@@ -411,7 +550,10 @@ impl Downloader {
                     checkpoint.as_mut().reset(tokio::time::Instant::now() + CHECKPOINT_INTERVAL);
                     continue;
                 }
-                next = stream.next() => next,
+                next = async {
+                    pause(resume_at).await;
+                    stream.next().await
+                } => next,
             };
             match next {
                 Some(Ok(chunk)) => {
@@ -421,6 +563,7 @@ impl Downloader {
                         return Err(io_err(e));
                     }
                     tries.progress.add(n);
+                    resume_at = limits.reserve(n);
                 }
                 Some(Err(e)) => {
                     self.keep_partial(tries, &mut writer)
@@ -488,7 +631,7 @@ impl Downloader {
         &self,
         tries: &mut Tries,
         response: &Response,
-        asked: u64,
+        asked: Option<u64>,
     ) -> Result<(u64, Option<u64>), DownloadError> {
         if response.status() != StatusCode::PARTIAL_CONTENT {
             return Ok((0, response.content_length()));
@@ -500,11 +643,14 @@ impl Downloader {
             .and_then(http::parse_content_range);
         let known = tries.resume.as_ref();
         let problem = match range {
-            _ if asked == 0 => Some("206 Partial Content to a request without Range".to_string()),
-            None => Some("206 without a valid Content-Range".to_string()),
-            Some((start, _, _)) if start != asked => {
-                Some(format!("asked for bytes from {asked}, got from {start}"))
+            _ if asked.is_none() => {
+                Some("206 Partial Content to a request without Range".to_string())
             }
+            None => Some("206 without a valid Content-Range".to_string()),
+            Some((start, _, _)) if Some(start) != asked => Some(format!(
+                "asked for bytes from {}, got from {start}",
+                asked.unwrap_or_default()
+            )),
             Some((_, _, total)) if known.is_some_and(|k| k.size.is_some() && k.size != total) => {
                 Some("the file's size changed on the server".to_string())
             }
@@ -518,8 +664,8 @@ impl Downloader {
             tries.stdout_written = 0;
             return Err(DownloadError::Restart(problem));
         }
-        let (_, _, total) = range.expect("checked above");
-        Ok((asked, total))
+        let (start, _, total) = range.expect("checked above");
+        Ok((start, total))
     }
 
     /// Decide the final name from the response (Content-Disposition, final URL)
@@ -598,8 +744,10 @@ impl Downloader {
         response: Response,
         offset: u64,
         size: Option<u64>,
+        limits: &Limits,
     ) -> Result<Completed, DownloadError> {
         let stdout_path = PathBuf::from("-");
+        let _active = tries.progress.connection();
         self.start(job, tries, &stdout_path, tries.stdout_written, size);
         let mut sink = StdoutSink::new(tries.stdout_written - offset);
         let io_err = |source| DownloadError::Io {
@@ -608,15 +756,20 @@ impl Downloader {
         };
         let mut position = offset;
         let mut stream = response.bytes_stream();
+        let mut resume_at = None;
         loop {
             let next = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return Err(DownloadError::Interrupted),
-                next = stream.next() => next,
+                next = async {
+                    pause(resume_at).await;
+                    stream.next().await
+                } => next,
             };
             match next {
                 Some(Ok(chunk)) => {
                     let n = chunk.len() as u64;
+                    resume_at = limits.reserve(n);
                     sink.push(chunk).await.map_err(io_err)?;
                     position += n;
                     if position > tries.stdout_written {

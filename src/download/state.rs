@@ -58,6 +58,61 @@ impl ResumeState {
         self.done = if n == 0 { Vec::new() } else { vec![[0, n]] };
     }
 
+    /// Record that `[start, end)` is on disk, keeping `done` sorted and merged.
+    pub fn add(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let (mut start, mut end) = (start, end);
+        let mut merged = Vec::with_capacity(self.done.len() + 1);
+        let mut placed = false;
+        for &[s, e] in &self.done {
+            if e < start {
+                merged.push([s, e]);
+            } else if s > end {
+                if !placed {
+                    merged.push([start, end]);
+                    placed = true;
+                }
+                merged.push([s, e]);
+            } else {
+                start = start.min(s);
+                end = end.max(e);
+            }
+        }
+        if !placed {
+            merged.push([start, end]);
+        }
+        self.done = merged;
+    }
+
+    /// Bytes on disk in all.
+    pub fn covered(&self) -> u64 {
+        self.done.iter().map(|[s, e]| e - s).sum()
+    }
+
+    /// Whether `done` is more than a prefix `[0, n)`: only ranged requests can fill it.
+    pub fn has_holes(&self) -> bool {
+        !matches!(self.done.as_slice(), [] | [[0, _]])
+    }
+
+    /// The ranges `[start, end)` of a file of `size` bytes not on disk.
+    pub fn gaps(&self, size: u64) -> Vec<(u64, u64)> {
+        let mut gaps = Vec::new();
+        let mut at = 0;
+        for &[s, e] in &self.done {
+            if s > at {
+                gaps.push((at, s.min(size)));
+            }
+            at = at.max(e);
+        }
+        if at < size {
+            gaps.push((at, size));
+        }
+        gaps.retain(|(s, e)| s < e);
+        gaps
+    }
+
     /// The value for `If-Range`: a strong ETag, else Last-Modified.
     pub fn if_range(&self) -> Option<&str> {
         self.etag
@@ -117,6 +172,31 @@ mod tests {
         assert_eq!(s.if_range(), None);
         s.last_modified = Some("Tue, 24 Nov 2026 10:00:00 GMT".into());
         assert_eq!(s.if_range(), Some("Tue, 24 Nov 2026 10:00:00 GMT"));
+    }
+
+    #[test]
+    fn ranges_merge_and_gaps_are_their_complement() {
+        let mut s = ResumeState::new("u");
+        s.add(10, 20);
+        s.add(30, 40);
+        s.add(0, 5);
+        assert_eq!(s.done, vec![[0, 5], [10, 20], [30, 40]]);
+        assert!(s.has_holes());
+        assert_eq!(s.gaps(50), vec![(5, 10), (20, 30), (40, 50)]);
+        s.add(15, 32);
+        assert_eq!(s.done, vec![[0, 5], [10, 40]]);
+        s.add(5, 10);
+        assert_eq!(s.done, vec![[0, 40]]);
+        assert!(!s.has_holes());
+        assert_eq!(s.contiguous(), 40);
+        assert_eq!(s.covered(), 40);
+        s.add(40, 50);
+        assert_eq!(s.done, vec![[0, 50]]);
+        assert!(s.gaps(50).is_empty());
+        let mut t = ResumeState::new("u");
+        t.add(7, 9);
+        assert_eq!(t.contiguous(), 0);
+        assert_eq!(t.gaps(9), vec![(0, 7)]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
@@ -202,27 +203,107 @@ impl PartWriter {
         tokio::task::spawn_blocking(move || {
             let file = job()?;
             file.set_len(end)?;
-            file.sync_data()?;
-            drop(file);
-            std::fs::rename(&part, &final_path)?;
-            if let Some(state) = remove {
-                match std::fs::remove_file(state) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-            }
-            if let Some(dir) = final_path.parent() {
-                let dir = if dir.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    dir
-                };
-                sync_dir(dir)?;
-            }
+            complete(&file, &part, &final_path, remove.as_deref())?;
             Ok(end)
         })
         .await
         .map_err(io::Error::other)?
+    }
+}
+
+/// The last step of every download to a file, on a blocking thread: flush `part`,
+/// rename it to `final_path`, remove the stale state file `remove`, and fsync the
+/// directory so the rename survives a crash.
+pub fn complete(
+    file: &File,
+    part: &Path,
+    final_path: &Path,
+    remove: Option<&Path>,
+) -> io::Result<()> {
+    file.sync_data()?;
+    std::fs::rename(part, final_path)?;
+    if let Some(state) = remove {
+        match std::fs::remove_file(state) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    if let Some(dir) = final_path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Writes one connection's range into a shared, pre-sized `.part` at increasing
+/// offsets, in batches on the blocking pool with at most one write in flight.
+/// Durability is the caller's business (one fdatasync covers every connection).
+pub struct SegmentWriter {
+    file: Arc<File>,
+    inflight: Option<JoinHandle<io::Result<u64>>>,
+    buf: Vec<Bytes>,
+    buf_len: usize,
+    /// Offset where the next batch goes.
+    next_offset: u64,
+}
+
+impl SegmentWriter {
+    /// A writer into `file` from `offset`.
+    pub fn new(file: Arc<File>, offset: u64) -> Self {
+        SegmentWriter {
+            file,
+            inflight: None,
+            buf: Vec::new(),
+            buf_len: 0,
+            next_offset: offset,
+        }
+    }
+
+    /// Take one chunk. When a batch is issued, returns the offset up to which
+    /// every earlier byte has been written (handed to the kernel).
+    pub async fn push(&mut self, chunk: Bytes) -> io::Result<Option<u64>> {
+        self.buf_len += chunk.len();
+        self.buf.push(chunk);
+        if self.buf_len < BATCH_BYTES {
+            return Ok(None);
+        }
+        let written = self.wait().await?;
+        self.issue();
+        Ok(written)
+    }
+
+    /// Write everything taken so far; returns the offset after the last byte.
+    pub async fn flush(&mut self) -> io::Result<u64> {
+        self.wait().await?;
+        if self.buf_len > 0 {
+            self.issue();
+            self.wait().await?;
+        }
+        Ok(self.next_offset)
+    }
+
+    async fn wait(&mut self) -> io::Result<Option<u64>> {
+        match self.inflight.take() {
+            Some(job) => Ok(Some(job.await.map_err(io::Error::other)??)),
+            None => Ok(None),
+        }
+    }
+
+    fn issue(&mut self) {
+        let bufs = std::mem::take(&mut self.buf);
+        let offset = self.next_offset;
+        self.next_offset += self.buf_len as u64;
+        self.buf_len = 0;
+        let end = self.next_offset;
+        let file = self.file.clone();
+        self.inflight = Some(tokio::task::spawn_blocking(move || {
+            write_at(&file, &bufs, offset)?;
+            Ok(end)
+        }));
     }
 }
 
@@ -264,6 +345,27 @@ mod tests {
         assert_eq!(n, expected.len() as u64);
         assert_eq!(std::fs::read(&fin).unwrap(), expected);
         assert!(!part.exists());
+    }
+
+    #[tokio::test]
+    async fn segment_writers_share_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("s.part");
+        let file = Arc::new(create_nofollow(&part, true).unwrap());
+        file.set_len(2 * BATCH_BYTES as u64 + 10).unwrap();
+        let body: Vec<u8> = (0..2 * BATCH_BYTES + 10).map(|i| (i % 251) as u8).collect();
+        let half = BATCH_BYTES + 5;
+        let mut a = SegmentWriter::new(file.clone(), 0);
+        let mut b = SegmentWriter::new(file.clone(), half as u64);
+        for piece in body[half..].chunks(70_000) {
+            b.push(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        for piece in body[..half].chunks(70_000) {
+            a.push(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        assert_eq!(a.flush().await.unwrap(), half as u64);
+        assert_eq!(b.flush().await.unwrap(), body.len() as u64);
+        assert_eq!(std::fs::read(&part).unwrap(), body);
     }
 
     #[tokio::test]

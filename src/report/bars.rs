@@ -96,7 +96,7 @@ impl Reporter for BarsReporter {
                             ProgressBar::with_draw_target(Some(*n), ProgressDrawTarget::hidden());
                         bar.set_style(
                             ProgressStyle::with_template(
-                                "{prefix} {bar:24.cyan/blue} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
+                                "{prefix} {bar:24.cyan/blue} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4} {msg}",
                             )
                             .expect("valid template")
                             .progress_chars("=> "),
@@ -144,6 +144,16 @@ impl Reporter for BarsReporter {
         let mut bytes = self.ended_bytes;
         for a in self.active.values() {
             a.bar.set_position(a.progress.bytes());
+            // A split download shows how many connections feed its bar.
+            let conns = a.progress.connections();
+            let msg = if conns > 1 {
+                format!("x{conns}")
+            } else {
+                String::new()
+            };
+            if a.bar.message() != msg {
+                a.bar.set_message(msg);
+            }
             if let Some(total) = a.progress.total() {
                 if a.bar.length() != Some(total) {
                     a.bar.set_length(total);

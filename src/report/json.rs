@@ -162,7 +162,8 @@ impl Reporter for JsonReporter {
                 a.last_at = now;
                 lines.push(
                     json!({"event": "progress", "id": id, "url": a.url, "path": a.path,
-                                  "bytes": bytes, "size": a.progress.total(), "speed": speed}),
+                                  "bytes": bytes, "size": a.progress.total(), "speed": speed,
+                                  "connections": a.progress.connections()}),
                 );
             }
             for line in lines {

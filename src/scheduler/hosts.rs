@@ -176,6 +176,22 @@ impl Host {
     }
 }
 
+impl crate::download::Slots for Arc<Host> {
+    type Permit = HostPermit;
+
+    fn acquire(&self) -> impl std::future::Future<Output = HostPermit> + Send {
+        Host::acquire(self)
+    }
+
+    fn congestion(&self, retry_after: Option<Duration>) {
+        Host::congestion(self, retry_after);
+    }
+
+    fn success(&self) {
+        Host::success(self);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,13 +5,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{OutputName, Settings};
+use crate::download::ratelimit::RateLimiter;
+use crate::download::retry::RetryPolicy;
 use crate::download::{naming, Completed, DownloadError, Downloader, Job, Names, Tries};
 use crate::events::{Event, EventSender, Failure, RunSummary};
 use crate::input::DownloadSpec;
@@ -32,9 +34,6 @@ enum Outcome {
 struct Shared {
     downloader: Downloader,
     hosts: Hosts,
-    retries: u32,
-    retry_wait: Duration,
-    max_retry_wait: Duration,
     /// Directories that could not be created, with the reason.
     bad_dirs: HashMap<PathBuf, String>,
 }
@@ -60,11 +59,17 @@ pub async fn run(
             names,
             events: events.clone(),
             cancel: cancel.clone(),
+            retry: RetryPolicy {
+                retries: settings.retries,
+                wait: settings.retry_wait,
+                max_wait: settings.max_retry_wait,
+            },
+            connections: settings.connections,
+            min_split_size: settings.min_split_size,
+            rate_limit: settings.limit_rate.map(RateLimiter::new),
+            rate_limit_per_download: settings.limit_rate_per_download,
         },
         hosts: Hosts::new(settings.max_per_host, events.clone()),
-        retries: settings.retries,
-        retry_wait: settings.retry_wait,
-        max_retry_wait: settings.max_retry_wait,
         bad_dirs,
     });
 
@@ -223,27 +228,25 @@ enum Stop {
     Interrupted,
 }
 
-/// Try until done, out of retries, or interrupted.
+/// Try until done, out of retries, or interrupted. A split download charges
+/// some of its connections' failures to `tries.failed` itself.
 async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result<Completed, Stop> {
     let dl = &shared.downloader;
     if let Some(ready) = dl.prepare(job, tries) {
         return ready.map_err(|e| Stop::Failed(e.to_string()));
     }
-    let max_attempts = shared.retries.saturating_add(1);
-    let mut attempt = 1;
+    let policy = dl.retry;
     let host = shared.hosts.get(&job.spec.url);
     loop {
-        let result = {
-            let _connection = tokio::select! {
-                biased;
-                _ = dl.cancel.cancelled() => return Err(Stop::Interrupted),
-                p = host.acquire() => p,
-            };
-            dl.attempt(job, tries).await
+        let connection = tokio::select! {
+            biased;
+            _ = dl.cancel.cancelled() => return Err(Stop::Interrupted),
+            p = host.acquire() => p,
         };
+        let result = dl.attempt(job, tries, &host, connection).await;
         if let Err(e) = &result {
             if e.is_congestion() {
-                host.congestion(e.retry_after().map(|d| d.min(shared.max_retry_wait)));
+                host.congestion(e.retry_after().map(|d| d.min(policy.max_wait)));
             }
         }
         let error = match result {
@@ -255,27 +258,21 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             Err(DownloadError::ResumeFound(_)) => continue,
             Err(e) => e,
         };
-        if !error.is_transient() || attempt >= max_attempts {
-            let tried = if attempt > 1 {
-                format!(" (after {attempt} tries)")
+        tries.failed += 1;
+        if !error.is_transient() || tries.failed >= policy.max_attempts() {
+            let tried = if tries.failed > 1 {
+                format!(" (after {} tries)", tries.failed)
             } else {
                 String::new()
             };
             return Err(Stop::Failed(format!("{error}{tried}")));
         }
-        let delay = backoff(
-            shared.retry_wait,
-            shared.max_retry_wait,
-            attempt,
-            error.retry_after(),
-            job.id as u64,
-        );
-        attempt += 1;
+        let delay = policy.delay(tries.failed, error.retry_after(), job.id as u64);
         dl.events.send(Event::Retrying {
             id: job.id,
             url: job.url(),
-            attempt,
-            max_attempts,
+            attempt: tries.failed + 1,
+            max_attempts: policy.max_attempts(),
             reason: error.to_string(),
             delay,
         });
@@ -284,69 +281,5 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             _ = dl.cancel.cancelled() => return Err(Stop::Interrupted),
             _ = tokio::time::sleep(delay) => {}
         }
-    }
-}
-
-/// Exponential backoff with full jitter: a random wait in `[0, min(cap, base·2^(n-1))]`;
-/// a server's `Retry-After` is honoured instead, up to the cap.
-pub fn backoff(
-    base: Duration,
-    cap: Duration,
-    failed_tries: u32,
-    retry_after: Option<Duration>,
-    salt: u64,
-) -> Duration {
-    if let Some(wait) = retry_after {
-        return wait.min(cap);
-    }
-    let exp = base.saturating_mul(1u32 << failed_tries.saturating_sub(1).min(20));
-    let ceiling = exp.min(cap);
-    ceiling.mul_f64(jitter(salt ^ u64::from(failed_tries)))
-}
-
-/// A number in `[0, 1)` that differs between calls (xorshift over the clock).
-fn jitter(salt: u64) -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut x = nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_stays_under_the_exponential_ceiling_and_the_cap() {
-        let base = Duration::from_secs(1);
-        let cap = Duration::from_secs(60);
-        for n in 1..30 {
-            let d = backoff(base, cap, n, None, 7);
-            let ceiling = Duration::from_secs(1u64 << (n - 1).min(20)).min(cap);
-            assert!(d <= ceiling, "try {n}: {d:?} > {ceiling:?}");
-        }
-    }
-
-    #[test]
-    fn retry_after_is_honoured_up_to_the_cap() {
-        let cap = Duration::from_secs(10);
-        let b = |ra| backoff(Duration::from_secs(1), cap, 1, Some(ra), 0);
-        assert_eq!(b(Duration::from_secs(2)), Duration::from_secs(2));
-        assert_eq!(b(Duration::from_secs(100)), cap);
-    }
-
-    #[test]
-    fn jitter_spreads() {
-        let samples: Vec<f64> = (0..100).map(jitter).collect();
-        assert!(samples.iter().all(|&x| (0.0..1.0).contains(&x)));
-        let distinct = samples
-            .iter()
-            .map(|x| (x * 1000.0) as u32)
-            .collect::<std::collections::HashSet<_>>();
-        assert!(distinct.len() > 50);
     }
 }

@@ -1,0 +1,719 @@
+//! Split downloads: one file fetched over several connections, each writing its
+//! ranges into the one pre-sized `NAME.part` at their offsets.
+//!
+//! - The plan: the missing ranges of the file are cut into at most `connections`
+//!   pieces of at least `--min-split-size`. The first connection keeps streaming
+//!   the response that revealed the size (its piece is a prefix of it); the others
+//!   ask for closed ranges with `If-Range`, and every answer must carry the first
+//!   answer's size and validators, or the file starts over.
+//! - Work stealing: a connection that finishes its piece takes a piece nobody is
+//!   fetching, or else the second half of the largest range still being fetched,
+//!   as long as both halves are at least [`steal_min`] long.
+//! - Durability: connections only write; every [`CHECKPOINT_INTERVAL`] the
+//!   coordinator takes the ranges whose writes completed, flushes the file once
+//!   (fdatasync covers every connection) and only then records them in the state
+//!   file. A kill at any instant resumes from exactly what is on disk.
+//! - Failures: a connection that fails flushes what it received, hands the rest of
+//!   its range back and reconnects after the backoff, while the others go on. The
+//!   failure costs one retry of the download's budget only if the download received
+//!   nothing since its previous failure; once the budget is spent, or on an error
+//!   another try would not fix, every connection stops and the try fails.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use reqwest::{Response, StatusCode};
+use tokio_util::sync::CancellationToken;
+
+use super::ratelimit::{pause, Limits};
+use super::state::ResumeState;
+use super::writer::{self, SegmentWriter};
+use super::{
+    header_text, http, part_path, Completed, DownloadError, Downloader, Job, Slots, Tries,
+    CHECKPOINT_INTERVAL,
+};
+use crate::events::{Event, Progress};
+
+/// Largest smallest-half a connection steals: with a large `--min-split-size`,
+/// connections still take over halves down to this size at the end of a file.
+pub const STEAL_MIN_CAP: u64 = 1024 * 1024;
+
+/// The smallest half worth a new request when stealing.
+pub fn steal_min(min_split_size: u64) -> u64 {
+    min_split_size.clamp(1, STEAL_MIN_CAP)
+}
+
+/// Cut the missing ranges of a file into pieces for up to `connections`
+/// connections, each piece at least `min_split_size` long where the ranges allow.
+pub fn plan(gaps: &[(u64, u64)], connections: usize, min_split_size: u64) -> Vec<(u64, u64)> {
+    let remaining: u64 = gaps.iter().map(|(s, e)| e - s).sum();
+    let target = (remaining / min_split_size.max(1)).clamp(1, connections.max(1) as u64);
+    let piece = remaining.div_ceil(target).max(1);
+    let mut pieces = Vec::new();
+    for &(start, end) in gaps {
+        let len = end - start;
+        let k = len.div_ceil(piece).max(1);
+        for i in 0..k {
+            let a = start + len * i / k;
+            let b = start + len * (i + 1) / k;
+            if a < b {
+                pieces.push((a, b));
+            }
+        }
+    }
+    pieces
+}
+
+/// One connection's current range.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Where this range started (bytes from here to `written` are written).
+    run_start: u64,
+    /// Bytes before this offset have been written.
+    written: u64,
+    /// Bytes before this offset have been received.
+    pos: u64,
+    /// End of the range (exclusive); a stealer may lower it, never below `pos`.
+    end: u64,
+}
+
+/// Who fetches what, shared by the connections of one download.
+#[derive(Debug, Default)]
+struct Table {
+    /// Ranges nobody is fetching, sorted by start.
+    pending: Vec<(u64, u64)>,
+    /// Ranges being fetched, by connection.
+    slots: HashMap<usize, Slot>,
+    /// Written ranges no longer in a slot, not yet recorded.
+    written: Vec<(u64, u64)>,
+    /// Bytes received in this try (only grows).
+    received: u64,
+}
+
+impl Table {
+    fn assign(&mut self, conn: usize, (start, end): (u64, u64)) {
+        self.slots.insert(
+            conn,
+            Slot {
+                run_start: start,
+                written: start,
+                pos: start,
+                end,
+            },
+        );
+    }
+
+    /// The next range for `conn`: a pending one, or half of the largest one.
+    fn take_work(&mut self, conn: usize, steal_min: u64) -> Option<(u64, u64)> {
+        if !self.pending.is_empty() {
+            let work = self.pending.remove(0);
+            self.assign(conn, work);
+            return Some(work);
+        }
+        let (&victim, rest) = self
+            .slots
+            .iter()
+            .map(|(id, s)| (id, s.end - s.pos))
+            .max_by_key(|&(_, rest)| rest)?;
+        if rest < 2 * steal_min {
+            return None;
+        }
+        let slot = self.slots.get_mut(&victim).expect("just found");
+        let mid = slot.pos + rest / 2;
+        let work = (mid, slot.end);
+        slot.end = mid;
+        self.assign(conn, work);
+        Some(work)
+    }
+
+    /// Take up to `n` bytes of a chunk for `conn`'s range; returns how many.
+    fn accept(&mut self, conn: usize, n: u64) -> u64 {
+        let slot = self
+            .slots
+            .get_mut(&conn)
+            .expect("a fetching connection has a slot");
+        let take = n.min(slot.end - slot.pos);
+        slot.pos += take;
+        self.received += take;
+        take
+    }
+
+    fn slot(&self, conn: usize) -> Slot {
+        *self
+            .slots
+            .get(&conn)
+            .expect("a fetching connection has a slot")
+    }
+
+    fn wrote(&mut self, conn: usize, upto: u64) {
+        if let Some(slot) = self.slots.get_mut(&conn) {
+            slot.written = slot.written.max(upto);
+        }
+    }
+
+    /// `conn` stops fetching: what it wrote waits to be recorded, the rest of its
+    /// range goes back to the pending list.
+    fn release(&mut self, conn: usize) {
+        let Some(slot) = self.slots.remove(&conn) else {
+            return;
+        };
+        if slot.written > slot.run_start {
+            self.written.push((slot.run_start, slot.written));
+        }
+        if slot.end > slot.written {
+            let at = self.pending.partition_point(|&(s, _)| s < slot.written);
+            self.pending.insert(at, (slot.written, slot.end));
+        }
+    }
+
+    /// Nothing pending and nobody fetching.
+    fn is_complete(&self) -> bool {
+        self.pending.is_empty() && self.slots.is_empty()
+    }
+
+    /// Every range written so far and not yet recorded.
+    fn written_ranges(&mut self) -> Vec<(u64, u64)> {
+        let mut ranges = std::mem::take(&mut self.written);
+        ranges.extend(
+            self.slots
+                .values()
+                .filter(|s| s.written > s.run_start)
+                .map(|s| (s.run_start, s.written)),
+        );
+        ranges
+    }
+}
+
+/// A connection's future, as the coordinator holds it.
+type ConnFuture<'a> = Pin<Box<dyn Future<Output = (usize, Result<(), DownloadError>)> + Send + 'a>>;
+
+/// One split download in progress.
+pub(super) struct Split<'a, S: Slots> {
+    dl: &'a Downloader,
+    job: &'a Job,
+    slots: &'a S,
+    file: Arc<File>,
+    part: PathBuf,
+    size: u64,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    if_range: Option<String>,
+    limits: Limits,
+    progress: Arc<Progress>,
+    steal_min: u64,
+    table: Mutex<Table>,
+    /// Tells every connection to flush, hand back its range and return.
+    stop: CancellationToken,
+    /// Bumped after each checkpoint: every connection writes out what it holds,
+    /// so the next checkpoint records it (also while its server stalls).
+    flush: tokio::sync::watch::Sender<u64>,
+}
+
+/// What the caller hands over to split a download.
+pub(super) struct Start<P> {
+    /// The response that revealed the size (a 206), for the first piece.
+    pub response: Response,
+    /// Its range end (exclusive).
+    pub response_end: u64,
+    /// The first connection's host slot.
+    pub permit: P,
+    /// The state with the size, validators and the ranges already on disk.
+    pub state: ResumeState,
+    /// Most connections.
+    pub connections: usize,
+    /// `--min-split-size`.
+    pub min_split_size: u64,
+    /// Rate limits of this download.
+    pub limits: Limits,
+}
+
+/// Create or reuse the `.part`, sized to the whole file. A fresh start removes a
+/// stale state file first, so it can never describe the new bytes.
+async fn open_part(part: PathBuf, fresh: bool, size: u64) -> io::Result<File> {
+    tokio::task::spawn_blocking(move || {
+        if fresh {
+            match std::fs::remove_file(ResumeState::path_for(&part)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let file = writer::create_nofollow(&part, fresh)?;
+        file.set_len(size)?;
+        Ok(file)
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+impl Downloader {
+    /// Fetch the rest of a file over up to `start.connections` connections.
+    pub(super) async fn split<S: Slots>(
+        &self,
+        job: &Job,
+        tries: &mut Tries,
+        slots: &S,
+        start: Start<S::Permit>,
+    ) -> Result<Completed, DownloadError> {
+        let mut state = start.state;
+        let size = state.size.expect("a split download knows its size");
+        let final_path = tries
+            .final_path
+            .clone()
+            .expect("a file download has a path");
+        let part = part_path(&final_path);
+        let io_err = |source| DownloadError::Io {
+            path: part.clone(),
+            source,
+        };
+        let file = open_part(part.clone(), state.done.is_empty(), size)
+            .await
+            .map_err(io_err)?;
+        let pieces = plan(&state.gaps(size), start.connections, start.min_split_size);
+        self.start(job, tries, &final_path, state.covered(), Some(size));
+        let split = Split {
+            dl: self,
+            job,
+            slots,
+            file: Arc::new(file),
+            part: part.clone(),
+            size,
+            etag: state.etag.clone(),
+            last_modified: state.last_modified.clone(),
+            if_range: state.if_range().map(str::to_string),
+            limits: start.limits,
+            progress: tries.progress.clone(),
+            steal_min: steal_min(start.min_split_size),
+            table: Mutex::new(Table::default()),
+            stop: CancellationToken::new(),
+            flush: tokio::sync::watch::Sender::new(0),
+        };
+        let launch = pieces.len().min(start.connections);
+        {
+            let mut table = split.lock();
+            table.assign(0, pieces[0]);
+            table.pending = pieces[1..].to_vec();
+        }
+        let mut conns: FuturesUnordered<ConnFuture<'_>> = FuturesUnordered::new();
+        let first = (start.response, start.response_end);
+        conns.push(Box::pin(split.connection(
+            0,
+            Some(first),
+            Some(start.permit),
+            Duration::ZERO,
+        )));
+        for conn in 1..launch {
+            conns.push(Box::pin(split.connection(conn, None, None, Duration::ZERO)));
+        }
+        let outcome = split.coordinate(tries, &mut conns, &mut state).await;
+        // Every connection flushes and hands back its range before anything is
+        // recorded or the file is renamed.
+        split.stop.cancel();
+        while conns.next().await.is_some() {}
+        drop(conns);
+        if let Err(e @ DownloadError::Restart(_)) = outcome {
+            tries.resume = None;
+            tries.state_on_disk = false;
+            let stale = ResumeState::path_for(&part);
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(stale)).await;
+            return Err(e);
+        }
+        if split.record(&mut state).await.map_err(io_err)? {
+            tries.state_on_disk = true;
+        }
+        match outcome {
+            Ok(()) if state.covered() == size => {
+                let file = split.file.clone();
+                let (p, f) = (part.clone(), final_path.clone());
+                let stale = ResumeState::path_for(&part);
+                tokio::task::spawn_blocking(move || writer::complete(&file, &p, &f, Some(&stale)))
+                    .await
+                    .map_err(io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(io_err)?;
+                Ok(Completed::Done {
+                    path: final_path,
+                    bytes: size,
+                })
+            }
+            outcome => {
+                let got = state.covered();
+                tries.resume = Some(state);
+                Err(outcome.err().unwrap_or(DownloadError::ShortBody {
+                    got,
+                    expected: size,
+                }))
+            }
+        }
+    }
+}
+
+impl<'a, S: Slots> Split<'a, S> {
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run the connections until the file is complete, or until a failure or an
+    /// interrupt ends the try. Checkpoints every second meanwhile.
+    async fn coordinate(
+        &'a self,
+        tries: &mut Tries,
+        conns: &mut FuturesUnordered<ConnFuture<'a>>,
+        state: &mut ResumeState,
+    ) -> Result<(), DownloadError> {
+        let dl = self.dl;
+        let policy = dl.retry;
+        let mut received_at_failure = 0;
+        let checkpoint = tokio::time::sleep(CHECKPOINT_INTERVAL);
+        tokio::pin!(checkpoint);
+        loop {
+            let (conn, result) = tokio::select! {
+                biased;
+                _ = dl.cancel.cancelled() => return Err(DownloadError::Interrupted),
+                _ = &mut checkpoint => {
+                    if self.record(state).await.map_err(|source| DownloadError::Io {
+                        path: self.part.clone(),
+                        source,
+                    })? {
+                        tries.state_on_disk = true;
+                    }
+                    // What the connections hold now is recorded at the next checkpoint.
+                    self.flush.send_modify(|n| *n += 1);
+                    checkpoint.as_mut().reset(tokio::time::Instant::now() + CHECKPOINT_INTERVAL);
+                    continue;
+                }
+                next = conns.next() => match next {
+                    Some(done) => done,
+                    None => return Ok(()),
+                },
+            };
+            let error = match result {
+                Ok(()) if self.lock().is_complete() => return Ok(()),
+                Ok(()) => continue,
+                Err(e) => e,
+            };
+            if error.is_congestion() {
+                self.slots
+                    .congestion(error.retry_after().map(|d| d.min(policy.max_wait)));
+            }
+            if !error.is_transient() || matches!(error, DownloadError::Restart(_)) {
+                return Err(error);
+            }
+            let received = self.lock().received;
+            let charged = received == received_at_failure;
+            received_at_failure = received;
+            if charged {
+                if tries.failed + 1 >= policy.max_attempts() {
+                    return Err(error);
+                }
+                tries.failed += 1;
+            }
+            let delay = policy.delay(
+                tries.failed.max(1),
+                error.retry_after(),
+                (self.job.id as u64) << 8 | conn as u64,
+            );
+            dl.events.send(Event::Retrying {
+                id: self.job.id,
+                url: self.job.url(),
+                attempt: tries.failed + 1,
+                max_attempts: policy.max_attempts(),
+                reason: format!("connection {}: {error}", conn + 1),
+                delay,
+            });
+            conns.push(Box::pin(self.connection(conn, None, None, delay)));
+        }
+    }
+
+    /// Flush the file and record every range written so far in the state file;
+    /// `true` when the state file was written.
+    async fn record(&self, state: &mut ResumeState) -> io::Result<bool> {
+        let ranges = self.lock().written_ranges();
+        if ranges.is_empty() {
+            return Ok(false);
+        }
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(io::Error::other)??;
+        for (s, e) in ranges {
+            state.add(s, e);
+        }
+        let snapshot = state.clone();
+        let path = ResumeState::path_for(&self.part);
+        tokio::task::spawn_blocking(move || snapshot.save(&path))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(true)
+    }
+
+    /// One connection: wait `delay` and for a host slot, then fetch ranges until
+    /// there is nothing left worth taking.
+    async fn connection(
+        &'a self,
+        conn: usize,
+        mut first: Option<(Response, u64)>,
+        permit: Option<S::Permit>,
+        delay: Duration,
+    ) -> (usize, Result<(), DownloadError>) {
+        let run = async {
+            if !delay.is_zero() {
+                tokio::select! {
+                    _ = self.stop.cancelled() => return Err(DownloadError::Interrupted),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            let _permit = match permit {
+                Some(p) => p,
+                None => tokio::select! {
+                    biased;
+                    _ = self.stop.cancelled() => return Err(DownloadError::Interrupted),
+                    p = self.slots.acquire() => p,
+                },
+            };
+            loop {
+                let work = match &first {
+                    Some(_) => {
+                        let s = self.lock().slot(conn);
+                        Some((s.pos, s.end))
+                    }
+                    None => self.lock().take_work(conn, self.steal_min),
+                };
+                let Some((start, end)) = work else {
+                    return Ok(());
+                };
+                let result = self.fetch(conn, first.take(), start, end).await;
+                self.lock().release(conn);
+                result?;
+                self.slots.success();
+            }
+        };
+        (conn, run.await)
+    }
+
+    /// Fetch `[start, end)` (or what remains of it after stealing) into the file.
+    async fn fetch(
+        &self,
+        conn: usize,
+        first: Option<(Response, u64)>,
+        start: u64,
+        end: u64,
+    ) -> Result<(), DownloadError> {
+        let (response, response_end) = match first {
+            Some(r) => r,
+            None => {
+                let response = self.request(start, end).await?;
+                let response_end = self.check(&response, start)?;
+                (response, response_end)
+            }
+        };
+        let _active = self.progress.connection();
+        let mut writer = SegmentWriter::new(self.file.clone(), start);
+        let streamed = self.stream(conn, response, response_end, &mut writer).await;
+        // What arrived is good even if the stream failed: write it all.
+        let flushed = writer.flush().await;
+        if let Ok(upto) = flushed {
+            self.lock().wrote(conn, upto);
+        }
+        flushed.map_err(|source| DownloadError::Io {
+            path: self.part.clone(),
+            source,
+        })?;
+        streamed
+    }
+
+    async fn request(&self, start: u64, end: u64) -> Result<Response, DownloadError> {
+        let dl = self.dl;
+        let mut request = dl.client.get(self.job.spec.url.clone());
+        for (k, v) in &self.job.spec.headers {
+            request = request.header(k, v);
+        }
+        request = request
+            .header(RANGE, format!("bytes={start}-{}", end - 1))
+            .header(ACCEPT_ENCODING, "identity");
+        if let Some(v) = &self.if_range {
+            request = request.header(IF_RANGE, v);
+        }
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => Err(DownloadError::Interrupted),
+            r = request.send() => r.map_err(|e| DownloadError::from_reqwest(e, dl.idle_timeout)),
+        }
+    }
+
+    /// A ranged answer must be exactly the asked-for range of the same file.
+    /// Returns the end (exclusive) of the range it carries.
+    fn check(&self, response: &Response, start: u64) -> Result<u64, DownloadError> {
+        let status = response.status();
+        if status == StatusCode::OK {
+            return Err(DownloadError::Restart(
+                "the server sent the whole file to a range request (it changed, or stopped serving ranges)"
+                    .into(),
+            ));
+        }
+        if status != StatusCode::PARTIAL_CONTENT {
+            return Err(DownloadError::Http {
+                status,
+                retry_after: http::retry_after(response.headers()),
+            });
+        }
+        let range = response
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(http::parse_content_range);
+        let differs = |known: &Option<String>, name| match (known, header_text(response, name)) {
+            (Some(a), Some(b)) => *a != b,
+            _ => false,
+        };
+        match range {
+            None => Err(DownloadError::Restart(
+                "206 without a valid Content-Range".into(),
+            )),
+            Some((s, _, _)) if s != start => Err(DownloadError::Restart(format!(
+                "asked for bytes from {start}, got from {s}"
+            ))),
+            Some((_, _, total)) if total != Some(self.size) => Err(DownloadError::Restart(
+                "the file's size changed on the server".into(),
+            )),
+            Some(_) if differs(&self.etag, ETAG) || differs(&self.last_modified, LAST_MODIFIED) => {
+                Err(DownloadError::Restart(
+                    "the file changed on the server (ETag/Last-Modified differ)".into(),
+                ))
+            }
+            Some((_, last, _)) => Ok(last + 1),
+        }
+    }
+
+    /// Stream a response into the writer until this connection's range is done.
+    async fn stream(
+        &self,
+        conn: usize,
+        response: Response,
+        response_end: u64,
+        writer: &mut SegmentWriter,
+    ) -> Result<(), DownloadError> {
+        let mut stream = response.bytes_stream();
+        let mut resume_at = None;
+        let mut flush = self.flush.subscribe();
+        let io_err = |source| DownloadError::Io {
+            path: self.part.clone(),
+            source,
+        };
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return Err(DownloadError::Interrupted),
+                _ = flush.changed() => {
+                    let upto = writer.flush().await.map_err(io_err)?;
+                    self.lock().wrote(conn, upto);
+                    continue;
+                }
+                next = async {
+                    pause(resume_at).await;
+                    stream.next().await
+                } => next,
+            };
+            match next {
+                Some(Ok(chunk)) => {
+                    let take = self.lock().accept(conn, chunk.len() as u64);
+                    if take > 0 {
+                        self.progress.add(take);
+                        resume_at = self.limits.reserve(take);
+                        let written = writer
+                            .push(chunk.slice(..take as usize))
+                            .await
+                            .map_err(io_err)?;
+                        if let Some(upto) = written {
+                            self.lock().wrote(conn, upto);
+                        }
+                    }
+                    let slot = self.lock().slot(conn);
+                    // Done with the range; a response that goes on is dropped,
+                    // one that ends here is read to its end so the connection
+                    // can be reused.
+                    if slot.pos >= slot.end && slot.pos < response_end {
+                        return Ok(());
+                    }
+                }
+                Some(Err(e)) => return Err(DownloadError::from_reqwest(e, self.dl.idle_timeout)),
+                None => {
+                    let slot = self.lock().slot(conn);
+                    return if slot.pos >= slot.end {
+                        Ok(())
+                    } else {
+                        Err(DownloadError::ShortBody {
+                            got: slot.pos,
+                            expected: slot.end,
+                        })
+                    };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_cuts_equal_pieces_no_smaller_than_the_minimum() {
+        let mib = 1024 * 1024;
+        assert_eq!(plan(&[(0, 16 * mib)], 4, 4 * mib).len(), 4);
+        assert_eq!(plan(&[(0, 16 * mib)], 16, 4 * mib).len(), 4);
+        assert_eq!(plan(&[(0, 7 * mib)], 16, 4 * mib), vec![(0, 7 * mib)]);
+        let p = plan(&[(0, 256 * mib)], 16, 4 * mib);
+        assert_eq!(p.len(), 16);
+        assert!(p.iter().all(|(s, e)| e - s == 16 * mib));
+        // Gaps of a resumed file: each cut on its own, covering exactly the gaps.
+        let gaps = [(10, 20), (100, 1000)];
+        let p = plan(&gaps, 4, 100);
+        let covered: u64 = p.iter().map(|(s, e)| e - s).sum();
+        assert_eq!(covered, 10 + 900);
+        assert_eq!(p[0], (10, 20));
+        assert!(p.windows(2).all(|w| w[0].1 <= w[1].0));
+    }
+
+    #[test]
+    fn stealing_takes_the_second_half_of_the_largest_range() {
+        let mut t = Table::default();
+        t.assign(0, (0, 100));
+        t.assign(1, (100, 400));
+        assert_eq!(t.accept(1, 100), 100);
+        // Connection 0 finished; 1 has 200 left: 0 takes [300, 400).
+        assert_eq!(t.accept(0, 100), 100);
+        t.wrote(0, 100);
+        t.release(0);
+        assert!(t.pending.is_empty());
+        assert_eq!(t.take_work(0, 10), Some((300, 400)));
+        // 1 can only take up to its new end.
+        assert_eq!(t.accept(1, 500), 100);
+        assert_eq!(t.slot(1).end, 300);
+        // Connection 0 has 100 left: halves of 50 are worth a request at a
+        // minimum of 50, not at 60.
+        assert_eq!(t.take_work(2, 60), None);
+        assert_eq!(t.take_work(2, 50), Some((350, 400)));
+    }
+
+    #[test]
+    fn a_failed_connection_hands_back_what_it_did_not_write() {
+        let mut t = Table::default();
+        t.assign(0, (0, 100));
+        t.accept(0, 60);
+        t.wrote(0, 50);
+        t.release(0);
+        assert_eq!(t.pending, vec![(50, 100)]);
+        assert_eq!(t.written_ranges(), vec![(0, 50)]);
+        assert!(!t.is_complete());
+        assert_eq!(t.take_work(1, 10), Some((50, 100)));
+    }
+}
