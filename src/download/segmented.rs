@@ -8,11 +8,15 @@
 //!   answer's size and validators, or the file starts over.
 //! - Work stealing: a connection that finishes its piece takes a piece nobody is
 //!   fetching, or else the second half of the largest range still being fetched,
-//!   as long as both halves are at least [`steal_min`] long.
-//! - Durability: connections only write; every [`CHECKPOINT_INTERVAL`] the
-//!   coordinator takes the ranges whose writes completed, flushes the file once
-//!   (fdatasync covers every connection) and only then records them in the state
-//!   file. A kill at any instant resumes from exactly what is on disk.
+//!   as long as both halves are at least [`steal_min`] long. At the very end, an
+//!   idle connection takes over the whole rest of a range whose connection has
+//!   received nothing for [`TAKEOVER_IDLE`] (a stalled or paced server).
+//! - Durability: connections only write. Shortly before each
+//!   [`CHECKPOINT_INTERVAL`] they are asked to write out what they hold; then the
+//!   ranges whose writes completed are flushed (one fdatasync covers every
+//!   connection) and only then recorded in the state file, on the blocking pool
+//!   while the connections go on. A kill at any instant resumes from exactly what
+//!   is on disk, losing at most about a second of data.
 //! - Failures: a connection that fails flushes what it received, hands the rest of
 //!   its range back and reconnects after the backoff, while the others go on. The
 //!   failure costs one retry of the download's budget only if the download received
@@ -32,6 +36,8 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::{Response, StatusCode};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ratelimit::{pause, Limits};
@@ -46,6 +52,13 @@ use crate::events::{Event, Progress};
 /// Largest smallest-half a connection steals: with a large `--min-split-size`,
 /// connections still take over halves down to this size at the end of a file.
 pub const STEAL_MIN_CAP: u64 = 1024 * 1024;
+/// A range whose connection received nothing for this long is taken over whole by
+/// an idle connection once nothing is left to split.
+pub const TAKEOVER_IDLE: Duration = Duration::from_millis(100);
+/// How often a connection with nothing to do looks for a range to take over.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+/// How long before a checkpoint the connections write out what they hold.
+const FLUSH_LEAD: Duration = Duration::from_millis(100);
 
 /// The smallest half worth a new request when stealing.
 pub fn steal_min(min_split_size: u64) -> u64 {
@@ -84,6 +97,8 @@ struct Slot {
     pos: u64,
     /// End of the range (exclusive); a stealer may lower it, never below `pos`.
     end: u64,
+    /// When data last arrived (or the range was assigned).
+    last_data: Instant,
 }
 
 /// Who fetches what, shared by the connections of one download.
@@ -108,11 +123,13 @@ impl Table {
                 written: start,
                 pos: start,
                 end,
+                last_data: Instant::now(),
             },
         );
     }
 
-    /// The next range for `conn`: a pending one, or half of the largest one.
+    /// The next range for `conn`: a pending one, half of the largest one, or
+    /// the whole rest of a stalled one.
     fn take_work(&mut self, conn: usize, steal_min: u64) -> Option<(u64, u64)> {
         if !self.pending.is_empty() {
             let work = self.pending.remove(0);
@@ -124,15 +141,31 @@ impl Table {
             .iter()
             .map(|(id, s)| (id, s.end - s.pos))
             .max_by_key(|&(_, rest)| rest)?;
-        if rest < 2 * steal_min {
-            return None;
-        }
         let slot = self.slots.get_mut(&victim).expect("just found");
-        let mid = slot.pos + rest / 2;
-        let work = (mid, slot.end);
-        slot.end = mid;
+        let from = if rest >= 2 * steal_min {
+            slot.pos + rest / 2
+        } else {
+            let stalled = self
+                .slots
+                .iter()
+                .find(|(_, s)| s.pos < s.end && s.last_data.elapsed() >= TAKEOVER_IDLE);
+            let (&victim, _) = stalled?;
+            let slot = self.slots.get_mut(&victim).expect("just found");
+            let from = slot.pos;
+            let work = (from, slot.end);
+            slot.end = from;
+            self.assign(conn, work);
+            return Some(work);
+        };
+        let work = (from, slot.end);
+        slot.end = from;
         self.assign(conn, work);
         Some(work)
+    }
+
+    /// Whether some range is still being fetched.
+    fn unfinished(&self) -> bool {
+        self.slots.values().any(|s| s.pos < s.end)
     }
 
     /// Take up to `n` bytes of a chunk for `conn`'s range; returns how many.
@@ -143,6 +176,7 @@ impl Table {
             .expect("a fetching connection has a slot");
         let take = n.min(slot.end - slot.pos);
         slot.pos += take;
+        slot.last_data = Instant::now();
         self.received += take;
         take
     }
@@ -192,6 +226,9 @@ impl Table {
         ranges
     }
 }
+
+/// A state file being written: the state it records, once on disk.
+type SaveJob = JoinHandle<io::Result<ResumeState>>;
 
 /// A connection's future, as the coordinator holds it.
 type ConnFuture<'a> = Pin<Box<dyn Future<Output = (usize, Result<(), DownloadError>)> + Send + 'a>>;
@@ -313,12 +350,23 @@ impl Downloader {
         for conn in 1..launch {
             conns.push(Box::pin(split.connection(conn, None, None, Duration::ZERO)));
         }
-        let outcome = split.coordinate(tries, &mut conns, &mut state).await;
-        // Every connection flushes and hands back its range before anything is
-        // recorded or the file is renamed.
+        let mut saving = None;
+        let outcome = split
+            .coordinate(tries, &mut conns, &mut state, &mut saving)
+            .await;
+        // Every connection flushes and hands back its range, and a state file
+        // being written lands, before anything else is recorded or renamed.
         split.stop.cancel();
         while conns.next().await.is_some() {}
         drop(conns);
+        if let Some(job) = saving.take() {
+            state = job
+                .await
+                .map_err(io::Error::other)
+                .and_then(|r| r)
+                .map_err(io_err)?;
+            tries.state_on_disk = true;
+        }
         if let Err(e @ DownloadError::Restart(_)) = outcome {
             tries.resume = None;
             tries.state_on_disk = false;
@@ -368,26 +416,42 @@ impl<'a, S: Slots> Split<'a, S> {
         tries: &mut Tries,
         conns: &mut FuturesUnordered<ConnFuture<'a>>,
         state: &mut ResumeState,
+        saving: &mut Option<SaveJob>,
     ) -> Result<(), DownloadError> {
         let dl = self.dl;
         let policy = dl.retry;
         let mut received_at_failure = 0;
-        let checkpoint = tokio::time::sleep(CHECKPOINT_INTERVAL);
-        tokio::pin!(checkpoint);
+        let io_err = |source| DownloadError::Io {
+            path: self.part.clone(),
+            source,
+        };
+        // Two beats per checkpoint: ask the connections to write out what they
+        // hold, then record what was written.
+        let mut flush_asked = false;
+        let tick = tokio::time::sleep(CHECKPOINT_INTERVAL - FLUSH_LEAD);
+        tokio::pin!(tick);
         loop {
             let (conn, result) = tokio::select! {
                 biased;
                 _ = dl.cancel.cancelled() => return Err(DownloadError::Interrupted),
-                _ = &mut checkpoint => {
-                    if self.record(state).await.map_err(|source| DownloadError::Io {
-                        path: self.part.clone(),
-                        source,
-                    })? {
-                        tries.state_on_disk = true;
-                    }
-                    // What the connections hold now is recorded at the next checkpoint.
-                    self.flush.send_modify(|n| *n += 1);
-                    checkpoint.as_mut().reset(tokio::time::Instant::now() + CHECKPOINT_INTERVAL);
+                saved = async { saving.as_mut().expect("guarded").await }, if saving.is_some() => {
+                    *saving = None;
+                    *state = saved.map_err(io::Error::other).and_then(|r| r).map_err(io_err)?;
+                    tries.state_on_disk = true;
+                    continue;
+                }
+                _ = &mut tick => {
+                    let next = if flush_asked {
+                        if saving.is_none() {
+                            *saving = self.save(state.clone());
+                        }
+                        CHECKPOINT_INTERVAL - FLUSH_LEAD
+                    } else {
+                        self.flush.send_modify(|n| *n += 1);
+                        FLUSH_LEAD
+                    };
+                    flush_asked = !flush_asked;
+                    tick.as_mut().reset(Instant::now() + next);
                     continue;
                 }
                 next = conns.next() => match next {
@@ -433,25 +497,32 @@ impl<'a, S: Slots> Split<'a, S> {
         }
     }
 
-    /// Flush the file and record every range written so far in the state file;
-    /// `true` when the state file was written.
-    async fn record(&self, state: &mut ResumeState) -> io::Result<bool> {
+    /// Start recording every range written so far: flush the file, then write
+    /// the state file, on the blocking pool. `None` when nothing new was written.
+    fn save(&self, mut state: ResumeState) -> Option<SaveJob> {
         let ranges = self.lock().written_ranges();
         if ranges.is_empty() {
-            return Ok(false);
+            return None;
         }
         let file = self.file.clone();
-        tokio::task::spawn_blocking(move || file.sync_data())
-            .await
-            .map_err(io::Error::other)??;
-        for (s, e) in ranges {
-            state.add(s, e);
-        }
-        let snapshot = state.clone();
         let path = ResumeState::path_for(&self.part);
-        tokio::task::spawn_blocking(move || snapshot.save(&path))
-            .await
-            .map_err(io::Error::other)??;
+        Some(tokio::task::spawn_blocking(move || {
+            file.sync_data()?;
+            for (s, e) in ranges {
+                state.add(s, e);
+            }
+            state.save(&path)?;
+            Ok(state)
+        }))
+    }
+
+    /// Record every range written so far and wait until it is on disk; `true`
+    /// when the state file was written.
+    async fn record(&self, state: &mut ResumeState) -> io::Result<bool> {
+        let Some(job) = self.save(state.clone()) else {
+            return Ok(false);
+        };
+        *state = job.await.map_err(io::Error::other)??;
         Ok(true)
     }
 
@@ -488,7 +559,15 @@ impl<'a, S: Slots> Split<'a, S> {
                     None => self.lock().take_work(conn, self.steal_min),
                 };
                 let Some((start, end)) = work else {
-                    return Ok(());
+                    if !self.lock().unfinished() {
+                        return Ok(());
+                    }
+                    // Stay for the end game: a range may stall and be taken over.
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return Err(DownloadError::Interrupted),
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                    }
+                    continue;
                 };
                 let result = self.fetch(conn, first.take(), start, end).await;
                 self.lock().release(conn);
