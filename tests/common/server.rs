@@ -30,6 +30,13 @@
 //! ([`Route::ignore_if_range`]), and the whole server can simulate overload
 //! ([`TestServer::limit_in_flight`]: 429 when too many requests are in flight).
 //!
+//! For segmented (multi-connection) downloads, a route can keep a second
+//! fault plan for *segment requests* only, i.e. requests whose `Range` starts
+//! after byte 0 ([`Route::segment_faults`], [`Route::segment_always`]), and
+//! throttle only the requests whose `Range` starts at a given offset
+//! ([`Route::throttle_range_start`]). Every recorded request carries a live
+//! count of the body bytes written for it ([`RecordedRequest::body_bytes_sent`]).
+//!
 //! [`TestServer::start_tls`] starts the same server over HTTPS, with the
 //! certificate and key in `tests/fixtures` (see the README there).
 
@@ -37,8 +44,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -119,6 +126,17 @@ pub struct Route {
     /// The route that replaces this one once it has answered one request
     /// (any method but `HEAD`), e.g. a new version of the file.
     pub then: Option<Box<Route>>,
+    /// Faults consumed in order by *segment requests*: requests (any method
+    /// but `HEAD`) whose `Range` starts after byte 0. While this plan (or
+    /// `segment_always`) has a fault for such a request, the general plan
+    /// (`faults`/`always`) is not consumed by it.
+    pub segment_faults: VecDeque<Fault>,
+    /// Fault applied to every segment request once `segment_faults` is
+    /// exhausted.
+    pub segment_always: Option<Fault>,
+    /// Throttles for requests whose `Range` starts exactly at an offset:
+    /// `(start, chunk, delay)`; they take precedence over `throttle`.
+    pub range_throttles: Vec<(u64, usize, Duration)>,
 }
 
 impl Route {
@@ -139,6 +157,9 @@ impl Route {
             throttle: None,
             if_range: true,
             then: None,
+            segment_faults: VecDeque::new(),
+            segment_always: None,
+            range_throttles: Vec::new(),
         }
     }
 
@@ -230,6 +251,33 @@ impl Route {
         self.then = Some(Box::new(next));
         self
     }
+
+    /// Add a fault for the next *segment request* (a request whose `Range`
+    /// starts after byte 0); such faults are consumed in order.
+    pub fn segment_fault(mut self, fault: Fault) -> Route {
+        self.segment_faults.push_back(fault);
+        self
+    }
+
+    /// Add several segment-request faults (see [`Route::segment_fault`]).
+    pub fn segment_faults(mut self, faults: impl IntoIterator<Item = Fault>) -> Route {
+        self.segment_faults.extend(faults);
+        self
+    }
+
+    /// Apply `fault` to every segment request once the segment plan is
+    /// exhausted.
+    pub fn segment_always(mut self, fault: Fault) -> Route {
+        self.segment_always = Some(fault);
+        self
+    }
+
+    /// Throttle (like [`Route::throttle`]) only the requests whose `Range`
+    /// starts exactly at byte `start` (`bytes=0-` for `start == 0`).
+    pub fn throttle_range_start(mut self, start: u64, chunk: usize, delay: Duration) -> Route {
+        self.range_throttles.push((start, chunk.max(1), delay));
+        self
+    }
 }
 
 /// One request as the server saw it.
@@ -251,6 +299,12 @@ pub struct RecordedRequest {
     pub fault: Option<Fault>,
     /// When the server had read the request head.
     pub received_at: Instant,
+    /// Body bytes written for this request so far (shared with the server,
+    /// so a clone keeps counting while the answer is still being sent).
+    pub sent: Arc<AtomicU64>,
+    /// When the server was done with this request: the answer was written,
+    /// or writing it failed, or the client closed the connection.
+    pub finished: Arc<OnceLock<Instant>>,
 }
 
 impl RecordedRequest {
@@ -263,6 +317,40 @@ impl RecordedRequest {
 
     pub fn has_header(&self, name: &str) -> bool {
         self.header(name).is_some()
+    }
+
+    /// When the server was done with this request (`None` while it is
+    /// still being answered).
+    pub fn finished_at(&self) -> Option<Instant> {
+        self.finished.get().copied()
+    }
+
+    /// Body bytes the server has written for this request so far.
+    pub fn body_bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// The `Range` header as `(first, last)` (`last` inclusive, `None` for
+    /// an open `bytes=N-`), if it is a single `bytes=` range with a start.
+    pub fn range(&self) -> Option<(u64, Option<u64>)> {
+        parse_range_header(self.header("range")?)
+    }
+}
+
+/// `bytes=A-B` → `(A, Some(B))`, `bytes=A-` → `(A, None)`; anything else
+/// (suffix ranges, several ranges, junk) → `None`.
+pub fn parse_range_header(value: &str) -> Option<(u64, Option<u64>)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.trim().split_once('-')?;
+    let start = a.trim().parse().ok()?;
+    let b = b.trim();
+    if b.is_empty() {
+        Some((start, None))
+    } else {
+        Some((start, Some(b.parse().ok()?)))
     }
 }
 
@@ -467,6 +555,23 @@ impl TestServer {
             .get_mut(path)
             .unwrap_or_else(|| panic!("add_faults: no route {path}"));
         route.faults.extend(faults);
+    }
+
+    /// Set or clear the persistent segment-request fault of an existing
+    /// route (see [`Route::segment_always`]).
+    pub fn set_segment_always(&self, path: &str, fault: Option<Fault>) {
+        let mut routes = lock(&self.state.routes);
+        let route = routes
+            .get_mut(path)
+            .unwrap_or_else(|| panic!("set_segment_always: no route {path}"));
+        route.segment_always = fault;
+    }
+
+    /// Segment-request faults not yet consumed on a route.
+    pub fn pending_segment_faults(&self, path: &str) -> usize {
+        lock(&self.state.routes)
+            .get(path)
+            .map_or(0, |r| r.segment_faults.len())
     }
 
     /// Set or clear the persistent fault of an existing route.
@@ -681,6 +786,8 @@ struct Request {
     headers: BTreeMap<String, String>,
     /// Arrived over TLS.
     tls: bool,
+    /// Set when the server is done with the request.
+    finished: Arc<OnceLock<Instant>>,
 }
 
 enum ReadOutcome {
@@ -771,6 +878,7 @@ async fn read_request<S: Conn>(conn: &mut BufReader<S>) -> ReadOutcome {
         version: version.to_string(),
         headers,
         tls: false,
+        finished: Arc::new(OnceLock::new()),
     })
 }
 
@@ -795,7 +903,9 @@ async fn handle_connection<S: Conn>(stream: S, state: Arc<State>, conn_id: usize
         };
         let n = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         state.max_in_flight.fetch_max(n, Ordering::SeqCst);
+        let finished = req.finished.clone();
         let keep_open = respond(&mut conn, &state, req, conn_id).await;
+        let _ = finished.set(Instant::now());
         state.in_flight.fetch_sub(1, Ordering::SeqCst);
         if !keep_open {
             let _ = conn.get_mut().shutdown().await;
@@ -900,7 +1010,9 @@ fn if_range_matches(value: &str, route: &Route) -> bool {
     }
 }
 
-fn record(state: &State, req: &Request, conn_id: usize, fault: Option<Fault>) {
+fn record(state: &State, req: &Request, conn_id: usize, fault: Option<Fault>) -> Arc<AtomicU64> {
+    let sent = Arc::new(AtomicU64::new(0));
+    let finished = req.finished.clone();
     lock(&state.stats).requests.push(RecordedRequest {
         method: req.method.clone(),
         target: req.target.clone(),
@@ -911,7 +1023,10 @@ fn record(state: &State, req: &Request, conn_id: usize, fault: Option<Fault>) {
         tls: req.tls,
         fault,
         received_at: Instant::now(),
+        sent: sent.clone(),
+        finished,
     });
+    sent
 }
 
 /// Answer one request. Returns whether the connection may be reused.
@@ -937,10 +1052,29 @@ async fn respond<S: Conn>(
     let limit = state.in_flight_limit.load(Ordering::SeqCst);
     if limit > 0 && state.in_flight.load(Ordering::SeqCst) > limit {
         state.overload_rejections.fetch_add(1, Ordering::SeqCst);
-        record(state, &req, conn_id, Some(Fault::Status(429)));
+        let sent = record(state, &req, conn_id, Some(Fault::Status(429)));
         let body = b"too many requests at once\n";
-        return send_text(conn, state, &req.path, 429, &[], body, is_head, keep_alive).await;
+        return send_text(
+            conn,
+            state,
+            &sent,
+            &req.path,
+            429,
+            &[],
+            body,
+            is_head,
+            keep_alive,
+        )
+        .await;
     }
+
+    // A segment request: a Range that starts after byte 0.
+    let range_start = req
+        .headers
+        .get("range")
+        .and_then(|v| parse_range_header(v))
+        .map(|(start, _)| start);
+    let is_segment = range_start.is_some_and(|s| s > 0);
 
     // Look the route up and take a fault, under the lock.
     let (route, fault) = {
@@ -953,10 +1087,20 @@ async fn respond<S: Conn>(
         };
         match routes.get_mut(&key) {
             Some(route) => {
+                let segment_fault = if is_head || !is_segment {
+                    None
+                } else {
+                    route
+                        .segment_faults
+                        .pop_front()
+                        .or_else(|| route.segment_always.clone())
+                };
                 let fault = if is_head {
                     None
                 } else {
-                    route.faults.pop_front().or_else(|| route.always.clone())
+                    segment_fault
+                        .or_else(|| route.faults.pop_front())
+                        .or_else(|| route.always.clone())
                 };
                 let answer = route.clone();
                 if !is_head {
@@ -969,11 +1113,23 @@ async fn respond<S: Conn>(
             None => (None, None),
         }
     };
-    record(state, &req, conn_id, fault.clone());
+    let sent = record(state, &req, conn_id, fault.clone());
+    let sent = &*sent;
 
     let Some(route) = route else {
         let body = format!("404 not found: {}\n", req.path).into_bytes();
-        return send_text(conn, state, &req.path, 404, &[], &body, is_head, keep_alive).await;
+        return send_text(
+            conn,
+            state,
+            sent,
+            &req.path,
+            404,
+            &[],
+            &body,
+            is_head,
+            keep_alive,
+        )
+        .await;
     };
 
     let mut mode = BodyMode::Normal;
@@ -986,6 +1142,7 @@ async fn respond<S: Conn>(
             return send_text(
                 conn,
                 state,
+                sent,
                 &req.path,
                 *code,
                 &[],
@@ -1002,7 +1159,7 @@ async fn respond<S: Conn>(
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             return send_text(
-                conn, state, &req.path, *code, &extra, &body, is_head, keep_alive,
+                conn, state, sent, &req.path, *code, &extra, &body, is_head, keep_alive,
             )
             .await;
         }
@@ -1013,7 +1170,7 @@ async fn respond<S: Conn>(
         }) => {
             let head = build_head(*status, headers, Some(body.len()), keep_alive);
             return send(
-                conn, state, &req.path, head, body, is_head, mode, None, keep_alive,
+                conn, state, sent, &req.path, head, body, is_head, mode, None, keep_alive,
             )
             .await;
         }
@@ -1080,6 +1237,7 @@ async fn respond<S: Conn>(
                         return send(
                             conn,
                             state,
+                            sent,
                             &req.path,
                             head,
                             &[],
@@ -1095,6 +1253,15 @@ async fn respond<S: Conn>(
         }
     }
     let body = &route.body[slice];
+    let throttle = range_start
+        .and_then(|start| {
+            route
+                .range_throttles
+                .iter()
+                .find(|(s, _, _)| *s == start)
+                .map(|&(_, chunk, delay)| (chunk, delay))
+        })
+        .or(route.throttle);
     let head = build_head(
         status,
         &headers,
@@ -1102,15 +1269,7 @@ async fn respond<S: Conn>(
         keep_alive,
     );
     send(
-        conn,
-        state,
-        &req.path,
-        head,
-        body,
-        is_head,
-        mode,
-        route.throttle,
-        keep_alive,
+        conn, state, sent, &req.path, head, body, is_head, mode, throttle, keep_alive,
     )
     .await
 }
@@ -1149,6 +1308,7 @@ fn build_head(
 async fn send_text<S: Conn>(
     conn: &mut BufReader<S>,
     state: &State,
+    sent: &AtomicU64,
     path: &str,
     status: u16,
     extra: &[(String, String)],
@@ -1162,6 +1322,7 @@ async fn send_text<S: Conn>(
     send(
         conn,
         state,
+        sent,
         path,
         head,
         body,
@@ -1177,6 +1338,7 @@ async fn send_text<S: Conn>(
 async fn send<S: Conn>(
     conn: &mut BufReader<S>,
     state: &State,
+    sent: &AtomicU64,
     path: &str,
     head: Vec<u8>,
     body: &[u8],
@@ -1198,9 +1360,10 @@ async fn send<S: Conn>(
         BodyMode::Short(n) => (n.min(body.len()), None, true, false),
         BodyMode::Stall(n, d, close) => (n.min(body.len()), Some(d), close, false),
     };
-    if !write_body(stream, state, path, &body[..first], throttle).await {
+    if !write_body(conn, state, sent, path, &body[..first], throttle).await {
         return false;
     }
+    let stream = conn.get_mut();
     if stream.flush().await.is_err() {
         return false;
     }
@@ -1217,15 +1380,16 @@ async fn send<S: Conn>(
     if then_close_after_first {
         return false;
     }
-    if !write_body(stream, state, path, &body[first..], throttle).await {
+    if !write_body(conn, state, sent, path, &body[first..], throttle).await {
         return false;
     }
-    stream.flush().await.is_ok() && keep_alive
+    conn.get_mut().flush().await.is_ok() && keep_alive
 }
 
 async fn write_body<S: Conn>(
-    stream: &mut S,
+    conn: &mut BufReader<S>,
     state: &State,
+    sent: &AtomicU64,
     path: &str,
     mut body: &[u8],
     throttle: Option<(usize, Duration)>,
@@ -1233,20 +1397,41 @@ async fn write_body<S: Conn>(
     let chunk = throttle.map_or(WRITE_CHUNK, |(c, _)| c);
     while !body.is_empty() {
         let n = chunk.min(body.len());
-        if stream.write_all(&body[..n]).await.is_err() {
+        if conn.get_mut().write_all(&body[..n]).await.is_err() {
             return false;
         }
         *lock(&state.stats)
             .body_bytes
             .entry(path.to_string())
             .or_insert(0) += n as u64;
+        sent.fetch_add(n as u64, Ordering::SeqCst);
         body = &body[n..];
-        if let Some((_, d)) = throttle {
-            if stream.flush().await.is_err() {
+        // No pause after the last chunk: the answer is complete, and the
+        // request must stop counting as in flight.
+        if let Some((_, d)) = throttle.filter(|_| !body.is_empty()) {
+            if conn.get_mut().flush().await.is_err() || !pause(conn, d).await {
                 return false;
             }
-            tokio::time::sleep(d).await;
         }
     }
+    true
+}
+
+/// Sleep `d` between the chunks of a throttled body, watching the
+/// connection meanwhile: returns `false` at once if the client closed it
+/// (EOF or error), so a request the client abandoned stops counting as in
+/// flight now rather than at the next write. Data the client sent (a
+/// pipelined request) stays buffered for the next read.
+async fn pause<S: Conn>(conn: &mut BufReader<S>, d: Duration) -> bool {
+    let sleep = tokio::time::sleep(d);
+    tokio::pin!(sleep);
+    let readable = tokio::select! {
+        _ = &mut sleep => return true,
+        r = conn.fill_buf() => matches!(r, Ok(buf) if !buf.is_empty()),
+    };
+    if !readable {
+        return false;
+    }
+    sleep.await;
     true
 }
