@@ -209,9 +209,11 @@ impl Table {
         }
     }
 
-    /// Nothing pending and nobody fetching.
+    /// Nothing pending and every range received (a connection whose range was
+    /// taken over may still be waiting for a chunk it would drop; what the
+    /// others hold is written when they stop).
     fn is_complete(&self) -> bool {
-        self.pending.is_empty() && self.slots.is_empty()
+        self.pending.is_empty() && self.slots.values().all(|s| s.pos >= s.end)
     }
 
     /// Every range written so far and not yet recorded.
@@ -781,6 +783,25 @@ mod tests {
         // minimum of 50, not at 60.
         assert_eq!(t.take_work(2, 60), None);
         assert_eq!(t.take_work(2, 50), Some((350, 400)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_range_is_taken_over_whole_at_the_end() {
+        let mut t = Table::default();
+        t.assign(0, (0, 100));
+        t.accept(0, 90);
+        // 10 bytes left: too small to split, and the connection is not stalled.
+        assert_eq!(t.take_work(1, 50), None);
+        assert!(t.unfinished());
+        tokio::time::advance(TAKEOVER_IDLE).await;
+        assert_eq!(t.take_work(1, 50), Some((90, 100)));
+        assert_eq!(t.slot(0).end, 90);
+        // The stalled connection would drop whatever it still gets.
+        assert_eq!(t.accept(0, 5), 0);
+        assert!(!t.is_complete());
+        t.accept(1, 10);
+        // Everything received: complete, though connection 0 has not returned.
+        assert!(t.is_complete());
     }
 
     #[test]
