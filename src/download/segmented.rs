@@ -97,8 +97,12 @@ struct Slot {
     pos: u64,
     /// End of the range (exclusive); a stealer may lower it, never below `pos`.
     end: u64,
-    /// When data last arrived (or the range was assigned).
+    /// When data last arrived (or the range was assigned), or when a pause of
+    /// our own rate limit ends.
     last_data: Instant,
+    /// Another connection took over the rest of this range: whatever this
+    /// connection still receives is dropped.
+    taken_over: bool,
 }
 
 /// Who fetches what, shared by the connections of one download.
@@ -124,6 +128,7 @@ impl Table {
                 pos: start,
                 end,
                 last_data: Instant::now(),
+                taken_over: false,
             },
         );
     }
@@ -145,15 +150,16 @@ impl Table {
         let from = if rest >= 2 * steal_min {
             slot.pos + rest / 2
         } else {
-            let stalled = self
-                .slots
-                .iter()
-                .find(|(_, s)| s.pos < s.end && s.last_data.elapsed() >= TAKEOVER_IDLE);
+            let stalled = self.slots.iter().find(|(_, s)| {
+                s.pos < s.end
+                    && Instant::now().saturating_duration_since(s.last_data) >= TAKEOVER_IDLE
+            });
             let (&victim, _) = stalled?;
             let slot = self.slots.get_mut(&victim).expect("just found");
             let from = slot.pos;
             let work = (from, slot.end);
             slot.end = from;
+            slot.taken_over = true;
             self.assign(conn, work);
             return Some(work);
         };
@@ -179,6 +185,13 @@ impl Table {
         slot.last_data = Instant::now();
         self.received += take;
         take
+    }
+
+    /// `conn` will not read before `until` (rate limit): not a stall.
+    fn quiet_until(&mut self, conn: usize, until: Instant) {
+        if let Some(slot) = self.slots.get_mut(&conn) {
+            slot.last_data = slot.last_data.max(until);
+        }
     }
 
     fn slot(&self, conn: usize) -> Slot {
@@ -209,11 +222,11 @@ impl Table {
         }
     }
 
-    /// Nothing pending and every range received (a connection whose range was
-    /// taken over may still be waiting for a chunk it would drop; what the
-    /// others hold is written when they stop).
+    /// Nothing pending and nobody fetching, except connections whose range was
+    /// taken over (they may wait long for a chunk they would drop; what they
+    /// hold is written when they stop).
     fn is_complete(&self) -> bool {
-        self.pending.is_empty() && self.slots.values().all(|s| s.pos >= s.end)
+        self.pending.is_empty() && self.slots.values().all(|s| s.taken_over)
     }
 
     /// Every range written so far and not yet recorded.
@@ -709,6 +722,10 @@ impl<'a, S: Slots> Split<'a, S> {
                     if take > 0 {
                         self.progress.add(take);
                         resume_at = self.limits.reserve(take);
+                        if let Some(until) = resume_at {
+                            // Paused by our own rate limit, not stalled.
+                            self.lock().quiet_until(conn, until);
+                        }
                         let written = writer
                             .push(chunk.slice(..take as usize))
                             .await
@@ -722,6 +739,11 @@ impl<'a, S: Slots> Split<'a, S> {
                     // one that ends here is read to its end so the connection
                     // can be reused.
                     if slot.pos >= slot.end && slot.pos < response_end {
+                        // The last bytes count against the rate limit too.
+                        tokio::select! {
+                            _ = self.stop.cancelled() => {}
+                            _ = pause(resume_at) => {}
+                        }
                         return Ok(());
                     }
                 }
@@ -793,14 +815,21 @@ mod tests {
         // 10 bytes left: too small to split, and the connection is not stalled.
         assert_eq!(t.take_work(1, 50), None);
         assert!(t.unfinished());
-        tokio::time::advance(TAKEOVER_IDLE).await;
+        // Paused by the rate limit for a while: not a stall.
+        t.quiet_until(0, Instant::now() + 3 * TAKEOVER_IDLE);
+        tokio::time::advance(2 * TAKEOVER_IDLE).await;
+        assert_eq!(t.take_work(1, 50), None);
+        tokio::time::advance(2 * TAKEOVER_IDLE).await;
         assert_eq!(t.take_work(1, 50), Some((90, 100)));
         assert_eq!(t.slot(0).end, 90);
         // The stalled connection would drop whatever it still gets.
         assert_eq!(t.accept(0, 5), 0);
         assert!(!t.is_complete());
         t.accept(1, 10);
-        // Everything received: complete, though connection 0 has not returned.
+        assert!(!t.is_complete(), "connection 1 has not finished");
+        t.wrote(1, 100);
+        t.release(1);
+        // Complete, though connection 0 has not returned.
         assert!(t.is_complete());
     }
 
