@@ -1104,6 +1104,11 @@ fn sigint_mid_body_exits_130_and_keeps_part_file() {
         Some(130),
         "status {status:?}; stderr:\n{stderr}"
     );
+    // The summary counts the bytes fetched before the interrupt.
+    assert!(
+        stderr.contains("256.00 KiB in "),
+        "summary should count the 256 KiB transferred; stderr:\n{stderr}"
+    );
     assert!(
         part.exists(),
         "no .part after SIGINT: {:?}",

@@ -24,10 +24,14 @@ use hosts::Hosts;
 /// How one download ended, as data.
 #[derive(Debug)]
 enum Outcome {
-    Done { transferred: u64 },
+    Done {
+        transferred: u64,
+    },
     Skipped,
-    Failed(Failure),
-    Interrupted,
+    /// Failed for good; bytes fetched on the way still count as transferred.
+    Failed(Failure, u64),
+    /// Stopped by an interrupt, with the bytes fetched before it.
+    Interrupted(u64),
 }
 
 /// Shared by every download task.
@@ -106,8 +110,14 @@ fn record(summary: &mut RunSummary, done: Result<Outcome, tokio::task::JoinError
             summary.bytes += transferred;
         }
         Ok(Outcome::Skipped) => summary.skipped += 1,
-        Ok(Outcome::Failed(f)) => summary.failures.push(f),
-        Ok(Outcome::Interrupted) => summary.interrupted += 1,
+        Ok(Outcome::Failed(f, transferred)) => {
+            summary.failures.push(f);
+            summary.bytes += transferred;
+        }
+        Ok(Outcome::Interrupted(transferred)) => {
+            summary.interrupted += 1;
+            summary.bytes += transferred;
+        }
         Err(e) => summary.failures.push(Failure {
             url: String::from("<internal>"),
             reason: format!("a download task failed: {e}"),
@@ -208,7 +218,7 @@ async fn run_one(shared: Arc<Shared>, job: Job, _slot: OwnedSemaphorePermit) -> 
                 url,
                 path,
             });
-            Outcome::Interrupted
+            Outcome::Interrupted(tries.progress.transferred())
         }
         Err(Stop::Failed(reason)) => {
             events.send(Event::Failed {
@@ -217,7 +227,7 @@ async fn run_one(shared: Arc<Shared>, job: Job, _slot: OwnedSemaphorePermit) -> 
                 path,
                 reason: reason.clone(),
             });
-            Outcome::Failed(Failure { url, reason })
+            Outcome::Failed(Failure { url, reason }, tries.progress.transferred())
         }
     }
 }
