@@ -116,6 +116,8 @@ impl Reporter for BarsReporter {
                 };
                 bar.set_prefix(middle_truncate(&show_path(path), NAME_WIDTH));
                 bar.set_position(progress.bytes());
+                // Bytes found on disk are not speed: start the estimate after them.
+                bar.reset_eta();
                 let bar = self.multi.insert_before(&self.total, bar);
                 self.active.insert(
                     *id,
