@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -14,10 +14,6 @@ const KIB: usize = 1024;
 /// Output dir inside the sandbox (not created: volley must create it).
 fn out_dir(v: &Volley) -> PathBuf {
     v.sandbox.root().join("out")
-}
-
-fn path_arg(p: &Path) -> String {
-    p.to_str().expect("utf-8 path").to_string()
 }
 
 /// Lines of stderr that contain every one of `needles`.

@@ -28,30 +28,6 @@ fn out_dir(sandbox: &Sandbox) -> PathBuf {
     sandbox.root().join("out")
 }
 
-fn path_arg(p: &Path) -> String {
-    p.to_str().expect("utf-8 path").to_string()
-}
-
-/// `NAME.part.volley` for `NAME`.
-fn state_path(final_path: &Path) -> PathBuf {
-    let mut p = final_path.as_os_str().to_owned();
-    p.push(".part.volley");
-    PathBuf::from(p)
-}
-
-/// `NAME.part` for `NAME`.
-fn part_path(final_path: &Path) -> PathBuf {
-    let mut p = final_path.as_os_str().to_owned();
-    p.push(".part");
-    PathBuf::from(p)
-}
-
-/// The state file as JSON, if it exists and parses.
-fn read_state(final_path: &Path) -> Option<Value> {
-    let text = std::fs::read(state_path(final_path)).ok()?;
-    serde_json::from_slice(&text).ok()
-}
-
 /// End of the `[0, n]` prefix the state file records as on disk.
 fn state_done_end(state: &Value) -> Option<u64> {
     let first = state["done"].get(0)?;

@@ -31,30 +31,6 @@ fn out_dir(sandbox: &Sandbox) -> PathBuf {
     sandbox.root().join("out")
 }
 
-fn path_arg(p: &Path) -> String {
-    p.to_str().expect("utf-8 path").to_string()
-}
-
-/// `NAME.part` for `NAME`.
-fn part_path(final_path: &Path) -> PathBuf {
-    let mut p = final_path.as_os_str().to_owned();
-    p.push(".part");
-    PathBuf::from(p)
-}
-
-/// `NAME.part.volley` for `NAME`.
-fn state_path(final_path: &Path) -> PathBuf {
-    let mut p = final_path.as_os_str().to_owned();
-    p.push(".part.volley");
-    PathBuf::from(p)
-}
-
-/// The state file as JSON, if it exists and parses.
-fn read_state(final_path: &Path) -> Option<Value> {
-    let text = std::fs::read(state_path(final_path)).ok()?;
-    serde_json::from_slice(&text).ok()
-}
-
 /// The `done` list of a state file as `[start, end)` pairs.
 #[track_caller]
 fn done_ranges(state: &Value) -> Vec<(u64, u64)> {

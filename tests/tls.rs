@@ -24,10 +24,6 @@ fn out_dir(sandbox: &Sandbox) -> PathBuf {
     sandbox.root().join("out")
 }
 
-fn path_arg(p: &Path) -> String {
-    p.to_str().expect("utf-8 path").to_string()
-}
-
 /// `tests/fixtures/ca.pem`, the root that signed the server's certificate.
 fn ca_pem() -> String {
     path_arg(&fixture_path("ca.pem"))

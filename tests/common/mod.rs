@@ -375,3 +375,28 @@ pub fn parse_json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// A path as a command-line argument.
+pub fn path_arg(p: &Path) -> String {
+    p.to_str().expect("utf-8 path").to_string()
+}
+
+/// `NAME.part` for `NAME`.
+pub fn part_path(final_path: &Path) -> PathBuf {
+    let mut p = final_path.as_os_str().to_owned();
+    p.push(".part");
+    PathBuf::from(p)
+}
+
+/// `NAME.part.volley` for `NAME`.
+pub fn state_path(final_path: &Path) -> PathBuf {
+    let mut p = final_path.as_os_str().to_owned();
+    p.push(".part.volley");
+    PathBuf::from(p)
+}
+
+/// The state file of `NAME` as JSON, if it exists and parses.
+pub fn read_state(final_path: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read(state_path(final_path)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
