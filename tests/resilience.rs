@@ -86,23 +86,6 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     status
 }
 
-/// Kill a child that outlived its test and panic with its stderr.
-fn abort_child(child: &mut Child, errlog: &Path, what: &str) -> ! {
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!(
-        "{what}; stderr:\n{}",
-        std::fs::read_to_string(errlog).unwrap_or_default()
-    );
-}
-
-/// Wait until the server has finished answering every request (a killed
-/// client's connection is noticed on the next write), so counters read
-/// afterwards belong to the next run only.
-fn settle(server: &TestServer) {
-    wait_until(Duration::from_secs(3), || server.in_flight() == 0);
-}
-
 // ---------------------------------------------------------------------------
 // 1. Resets mid-body: resume, not restart
 // ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
@@ -190,23 +190,6 @@ fn assert_no_leftovers(final_path: &Path) {
         final_path.display(),
         list_tree(dir)
     );
-}
-
-/// Kill a child that outlived its test and panic with its stderr.
-fn abort_child(child: &mut Child, errlog: &Path, what: &str) -> ! {
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!(
-        "{what}; stderr:\n{}",
-        std::fs::read_to_string(errlog).unwrap_or_default()
-    );
-}
-
-/// Wait until the server has finished answering every request (a killed
-/// client's connection is noticed on the next write), so counters read
-/// afterwards belong to the next run only.
-fn settle(server: &TestServer) {
-    wait_until(Duration::from_secs(5), || server.in_flight() == 0);
 }
 
 fn events<'a>(evs: &'a [Value], kind: &str) -> Vec<&'a Value> {

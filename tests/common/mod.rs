@@ -400,3 +400,20 @@ pub fn read_state(final_path: &Path) -> Option<serde_json::Value> {
     let text = std::fs::read(state_path(final_path)).ok()?;
     serde_json::from_slice(&text).ok()
 }
+
+/// Kill a child that outlived its test and panic with its stderr (in `errlog`).
+pub fn abort_child(child: &mut std::process::Child, errlog: &Path, what: &str) -> ! {
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!(
+        "{what}; stderr:\n{}",
+        std::fs::read_to_string(errlog).unwrap_or_default()
+    );
+}
+
+/// Wait until the server has finished answering every request (a killed
+/// client's connection is noticed on the next write), so counters read
+/// afterwards belong to the next run only.
+pub fn settle(server: &TestServer) {
+    wait_until(Duration::from_secs(5), || server.in_flight() == 0);
+}
