@@ -249,6 +249,9 @@ pub struct SegmentWriter {
     buf_len: usize,
     /// Offset where the next batch goes.
     next_offset: u64,
+    /// A write failed: bytes before `next_offset` may be missing, so nothing
+    /// more is written or reported as written.
+    failed: bool,
 }
 
 impl SegmentWriter {
@@ -260,6 +263,7 @@ impl SegmentWriter {
             buf: Vec::new(),
             buf_len: 0,
             next_offset: offset,
+            failed: false,
         }
     }
 
@@ -286,11 +290,22 @@ impl SegmentWriter {
         Ok(self.next_offset)
     }
 
+    /// The end of the write in flight, once it completed. After a failed write
+    /// every call fails: the offsets after it were never written.
     async fn wait(&mut self) -> io::Result<Option<u64>> {
-        match self.inflight.take() {
-            Some(job) => Ok(Some(job.await.map_err(io::Error::other)??)),
-            None => Ok(None),
+        if self.failed {
+            return Err(io::Error::other("an earlier write to this file failed"));
         }
+        let result = match self.inflight.take() {
+            Some(job) => job
+                .await
+                .map_err(io::Error::other)
+                .and_then(|r| r)
+                .map(Some),
+            None => Ok(None),
+        };
+        self.failed = result.is_err();
+        result
     }
 
     fn issue(&mut self) {
@@ -366,6 +381,20 @@ mod tests {
         assert_eq!(a.flush().await.unwrap(), half as u64);
         assert_eq!(b.flush().await.unwrap(), body.len() as u64);
         assert_eq!(std::fs::read(&part).unwrap(), body);
+    }
+
+    #[tokio::test]
+    async fn a_failed_segment_write_is_never_reported_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("ro.part");
+        std::fs::write(&part, b"").unwrap();
+        // A read-only handle: every positional write fails (EBADF).
+        let file = Arc::new(File::open(&part).unwrap());
+        let mut w = SegmentWriter::new(file, 0);
+        w.push(Bytes::from(vec![7u8; BATCH_BYTES])).await.unwrap();
+        assert!(w.flush().await.is_err(), "the failed batch must not count");
+        // Nothing is buffered or in flight now; the batch is still missing.
+        assert!(w.flush().await.is_err(), "and it stays failed");
     }
 
     #[tokio::test]
