@@ -74,7 +74,7 @@ pub fn plan(gaps: &[(u64, u64)], connections: usize, min_split_size: u64) -> Vec
     let mut pieces = Vec::new();
     for &(start, end) in gaps {
         let len = end - start;
-        let k = len.div_ceil(piece).max(1);
+        let k = len.div_ceil(piece).min(len / min_split_size.max(1)).max(1);
         for i in 0..k {
             let a = start + len * i / k;
             let b = start + len * (i + 1) / k;
@@ -116,10 +116,15 @@ struct Table {
     written: Vec<(u64, u64)>,
     /// Bytes received in this try (only grows).
     received: u64,
+    /// The connection that stays, idle, for the end game.
+    waiter: Option<usize>,
 }
 
 impl Table {
     fn assign(&mut self, conn: usize, (start, end): (u64, u64)) {
+        if self.waiter == Some(conn) {
+            self.waiter = None;
+        }
         self.slots.insert(
             conn,
             Slot {
@@ -150,8 +155,12 @@ impl Table {
         let from = if rest >= 2 * steal_min {
             slot.pos + rest / 2
         } else {
+            // Only a range that received data and then stopped: one whose
+            // request is still unanswered is the timeouts' business (taking it
+            // over would only start another wait for an answer).
             let stalled = self.slots.iter().find(|(_, s)| {
                 s.pos < s.end
+                    && s.pos > s.run_start
                     && Instant::now().saturating_duration_since(s.last_data) >= TAKEOVER_IDLE
             });
             let (&victim, _) = stalled?;
@@ -172,6 +181,24 @@ impl Table {
     /// Whether some range is still being fetched.
     fn unfinished(&self) -> bool {
         self.slots.values().any(|s| s.pos < s.end)
+    }
+
+    /// Whether `conn`, with nothing to do, should stay to take over a range
+    /// that stalls: only while ranges are unfinished, and only one connection.
+    fn wait_for_end_game(&mut self, conn: usize) -> bool {
+        if !self.unfinished() {
+            if self.waiter == Some(conn) {
+                self.waiter = None;
+            }
+            return false;
+        }
+        match self.waiter {
+            Some(w) if w != conn => false,
+            _ => {
+                self.waiter = Some(conn);
+                true
+            }
+        }
     }
 
     /// Take up to `n` bytes of a chunk for `conn`'s range; returns how many.
@@ -239,6 +266,38 @@ impl Table {
                 .map(|s| (s.run_start, s.written)),
         );
         ranges
+    }
+}
+
+/// Which connection failures cost a retry of the download's budget: one with no
+/// data received since the previous failure, and at most one per round of
+/// reconnections, so that the connections an outage resets together cost one
+/// retry, not one each.
+#[derive(Debug, Default)]
+struct Rounds {
+    received_at_failure: u64,
+    round: u64,
+    started_in: HashMap<usize, u64>,
+}
+
+impl Rounds {
+    /// Connection `conn` failed with `received` bytes received by the download
+    /// so far: is this failure charged?
+    fn charge(&mut self, conn: usize, received: u64) -> bool {
+        let same_round = self.started_in.get(&conn).copied().unwrap_or(0) == self.round;
+        let charged = received == self.received_at_failure && same_round;
+        self.received_at_failure = received;
+        charged
+    }
+
+    /// A failure was charged: reconnections from now on are a new round.
+    fn next_round(&mut self) {
+        self.round += 1;
+    }
+
+    /// `conn` reconnects in the current round.
+    fn restart(&mut self, conn: usize) {
+        self.started_in.insert(conn, self.round);
     }
 }
 
@@ -435,7 +494,7 @@ impl<'a, S: Slots> Split<'a, S> {
     ) -> Result<(), DownloadError> {
         let dl = self.dl;
         let policy = dl.retry;
-        let mut received_at_failure = 0;
+        let mut rounds = Rounds::default();
         let io_err = |source| DownloadError::Io {
             path: self.part.clone(),
             source,
@@ -479,22 +538,24 @@ impl<'a, S: Slots> Split<'a, S> {
                 Ok(()) => continue,
                 Err(e) => e,
             };
-            if error.is_congestion() {
-                self.slots
-                    .congestion(error.retry_after().map(|d| d.min(policy.max_wait)));
-            }
+            // The error that ends the try is the scheduler's to weigh (host
+            // window, budget); the others are handled here.
             if !error.is_transient() || matches!(error, DownloadError::Restart(_)) {
                 return Err(error);
             }
             let received = self.lock().received;
-            let charged = received == received_at_failure;
-            received_at_failure = received;
-            if charged {
+            if rounds.charge(conn, received) {
                 if tries.failed + 1 >= policy.max_attempts() {
                     return Err(error);
                 }
                 tries.failed += 1;
+                rounds.next_round();
             }
+            if error.is_congestion() {
+                self.slots
+                    .congestion(error.retry_after().map(|d| d.min(policy.max_wait)));
+            }
+            rounds.restart(conn);
             let delay = policy.delay(
                 tries.failed.max(1),
                 error.retry_after(),
@@ -574,10 +635,11 @@ impl<'a, S: Slots> Split<'a, S> {
                     None => self.lock().take_work(conn, self.steal_min),
                 };
                 let Some((start, end)) = work else {
-                    if !self.lock().unfinished() {
+                    // One connection stays for the end game (a range may stall
+                    // and be taken over); the others free their host slots.
+                    if !self.lock().wait_for_end_game(conn) {
                         return Ok(());
                     }
-                    // Stay for the end game: a range may stall and be taken over.
                     tokio::select! {
                         _ = self.stop.cancelled() => return Err(DownloadError::Interrupted),
                         _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -831,6 +893,50 @@ mod tests {
         t.release(1);
         // Complete, though connection 0 has not returned.
         assert!(t.is_complete());
+    }
+
+    #[test]
+    fn an_outage_that_resets_every_connection_costs_one_retry_per_round() {
+        // As the coordinator does: a charge starts the next round.
+        fn fail(r: &mut Rounds, conn: usize, received: u64) -> bool {
+            let charged = r.charge(conn, received);
+            if charged {
+                r.next_round();
+            }
+            r.restart(conn);
+            charged
+        }
+        let mut r = Rounds::default();
+        // Data flowed, then all 8 connections fail at once: one charge.
+        let charged = (0..8).filter(|&c| fail(&mut r, c, 1000)).count();
+        assert_eq!(charged, 1);
+        // The server is still down: every reconnection fails, one charge again.
+        let charged = (0..8).filter(|&c| fail(&mut r, c, 1000)).count();
+        assert_eq!(charged, 1);
+        // One flaky connection while the others deliver: never charged.
+        assert!(!fail(&mut r, 3, 2000));
+        assert!(!fail(&mut r, 3, 3000));
+        // Nothing flows any more and it fails again: charged.
+        assert!(fail(&mut r, 3, 3000));
+    }
+
+    #[test]
+    fn one_idle_connection_waits_for_the_end_game() {
+        let mut t = Table::default();
+        t.assign(0, (0, 100));
+        assert!(t.wait_for_end_game(1));
+        assert!(!t.wait_for_end_game(2), "a second idle connection leaves");
+        assert!(t.wait_for_end_game(1));
+        t.accept(0, 100);
+        assert!(!t.wait_for_end_game(1), "nothing unfinished: leave");
+    }
+
+    #[test]
+    fn pieces_are_never_smaller_than_the_minimum() {
+        // A gap just over one piece is not cut in two halves below the minimum.
+        let p = plan(&[(0, 100), (200, 335)], 4, 60);
+        assert!(p.iter().all(|(s, e)| e - s >= 60), "{p:?}");
+        assert_eq!(p.iter().map(|(s, e)| e - s).sum::<u64>(), 235);
     }
 
     #[test]
