@@ -356,9 +356,19 @@ impl Downloader {
     }
 
     fn pick_up_resume(&self, job: &Job, tries: &mut Tries, path: &Path) -> bool {
-        let state_path = ResumeState::path_for(&part_path(path));
+        let part = part_path(path);
+        let state_path = ResumeState::path_for(&part);
+        // The state must describe this URL, and the .part must still hold every
+        // byte it records (a deleted or truncated .part is not resumed as zeros).
+        let holds = |state: &ResumeState| {
+            let end = state.done.last().map_or(0, |[_, e]| *e);
+            part.symlink_metadata()
+                .is_ok_and(|m| m.is_file() && m.len() >= end)
+        };
         match ResumeState::load(&state_path) {
-            Some(state) if state.url == job.spec.url.as_str() && state.covered() > 0 => {
+            Some(state)
+                if state.url == job.spec.url.as_str() && state.covered() > 0 && holds(&state) =>
+            {
                 tries.resume = Some(state);
                 tries.state_on_disk = true;
                 true
@@ -500,7 +510,8 @@ impl Downloader {
         }
         if let (StatusCode::PARTIAL_CONTENT, Some(total)) = (status, size) {
             let remaining = total - state.covered();
-            let worth_splitting = connections > 1 && remaining >= 2 * self.min_split_size.max(1);
+            let worth_splitting =
+                connections > 1 && remaining >= self.min_split_size.max(1).saturating_mul(2);
             if holes || worth_splitting {
                 let response_end = response
                     .headers()
@@ -524,6 +535,24 @@ impl Downloader {
         tries.resume = Some(state);
         self.start(job, tries, &final_path, offset, size);
         let part = part_path(&final_path);
+        if offset == 0 && tries.state_on_disk {
+            // The .part starts over: its old state file must not outlive the
+            // bytes it describes (a kill before the next checkpoint would
+            // resume zeros).
+            let stale = ResumeState::path_for(&part);
+            tokio::task::spawn_blocking(move || match std::fs::remove_file(&stale) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|source| DownloadError::Io {
+                path: part.clone(),
+                source,
+            })?;
+            tries.state_on_disk = false;
+        }
         let mut writer = PartWriter::new(part.clone(), offset);
         let io_err = |source| DownloadError::Io {
             path: part.clone(),
@@ -678,7 +707,8 @@ impl Downloader {
         offset: u64,
     ) -> Result<Option<Completed>, DownloadError> {
         tries.name_settled = true;
-        if job.spec.out.is_some() || offset > 0 {
+        // A resumed file keeps the name its partial data is under.
+        if job.spec.out.is_some() || offset > 0 || tries.resume.is_some() {
             return Ok(None);
         }
         let provisional = job.name.as_deref().unwrap_or_default();
