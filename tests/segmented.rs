@@ -1074,3 +1074,106 @@ fn stdout_output_is_never_split() {
     assert_eq!(reqs.len(), 1, "{}", describe(&reqs));
     assert_eq!(list_tree(&v.sandbox.cwd()), Vec::<String>::new());
 }
+
+// ---------------------------------------------------------------------------
+// Regressions from review
+// ---------------------------------------------------------------------------
+
+/// A server slow to answer (150 ms to the first byte of every request, more
+/// than the end game's 100 ms stall): ranges whose requests are still
+/// unanswered must not be taken over, or they bounce between connections and
+/// the download never ends.
+#[test]
+fn slow_first_byte_does_not_make_ranges_bounce() {
+    let server = TestServer::start();
+    let len = 8 * MIB;
+    let body = content(431, len);
+    server.route(
+        "/slowstart.bin",
+        Route::new(body.clone())
+            .etag("\"ss\"")
+            .always(Fault::DelayHeaders(Duration::from_millis(150))),
+    );
+    let mut v = volley();
+    let dir = out_dir(&v.sandbox);
+    let r = run(v
+        .args(seg_args(&dir, 8, "1M"))
+        .arg(server.url("/slowstart.bin")));
+    r.expect_code(0).expect_empty_stdout();
+    let fin = dir.join("slowstart.bin");
+    assert_file_eq(&fin, &body);
+    let reqs = gets(&server, "/slowstart.bin");
+    assert!(
+        reqs.len() <= 12,
+        "8 pieces should take about 8 requests, not {}:\n{}",
+        reqs.len(),
+        describe(&reqs)
+    );
+}
+
+/// A state file whose `.part` is gone (deleted by hand) must not be resumed:
+/// the bytes it records are not on disk any more.
+#[test]
+fn state_without_its_part_file_starts_over() {
+    let server = TestServer::start();
+    let len = 4 * MIB;
+    let body = content(433, len);
+    server.route("/gone.bin", Route::new(body.clone()).etag("\"g\""));
+    let url = server.url("/gone.bin");
+    let mut v = volley();
+    let dir = out_dir(&v.sandbox);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fin = dir.join("gone.bin");
+    let state = serde_json::json!({
+        "version": 1, "url": url, "size": len, "etag": "\"g\"",
+        "last_modified": null, "done": [[0, MIB], [2 * MIB, 3 * MIB]],
+    });
+    std::fs::write(state_path(&fin), state.to_string()).unwrap();
+    let r = run(v.args(seg_args(&dir, 4, "1M")).arg(&url));
+    r.expect_code(0).expect_empty_stdout();
+    assert_file_eq(&fin, &body);
+    let reqs = gets(&server, "/gone.bin");
+    assert_eq!(
+        reqs[0].header("range"),
+        Some("bytes=0-"),
+        "a fresh start, not a resume:\n{}",
+        describe(&reqs)
+    );
+}
+
+/// A split download resumed from holes that start at byte 0 keeps the name
+/// its partial data is under, even when the server now names the file
+/// otherwise (Content-Disposition): the holes belong to that `.part`.
+#[test]
+fn resumed_holes_keep_their_name() {
+    let server = TestServer::start();
+    let len = 4 * MIB;
+    let body = content(437, len);
+    server.route(
+        "/named.bin",
+        Route::new(body.clone())
+            .etag("\"n\"")
+            .content_disposition("attachment; filename=\"other.bin\""),
+    );
+    let url = server.url("/named.bin");
+    let mut v = volley();
+    let dir = out_dir(&v.sandbox);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fin = dir.join("named.bin");
+    // The second MiB is on disk; the first is a hole.
+    let mut part = vec![0u8; len];
+    part[MIB..2 * MIB].copy_from_slice(&body[MIB..2 * MIB]);
+    std::fs::write(part_path(&fin), &part).unwrap();
+    let state = serde_json::json!({
+        "version": 1, "url": url, "size": len, "etag": "\"n\"",
+        "last_modified": null, "done": [[MIB, 2 * MIB]],
+    });
+    std::fs::write(state_path(&fin), state.to_string()).unwrap();
+    let r = run(v.args(seg_args(&dir, 2, "1M")).arg(&url));
+    r.expect_code(0).expect_empty_stdout();
+    assert_file_eq(&fin, &body);
+    assert!(!dir.join("other.bin").exists(), "{:?}", list_tree(&dir));
+    assert_no_leftovers(&fin);
+    let sent = server.body_bytes_sent("/named.bin");
+    assert_eq!(sent, (len - MIB) as u64, "only the holes are fetched");
+}
