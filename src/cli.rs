@@ -19,7 +19,7 @@ Exit codes:
 
 List format (-i): one URL per line; '#' comments and blank lines are ignored;
 indented 'key=value' lines after a URL set its options: out=NAME, dir=DIR, header=K: V,
-connections=N, limit_rate=RATE";
+connections=N, limit_rate=RATE, checksum=ALGO=HEX";
 
 /// volley: download a batch of URLs concurrently, safely and resumably.
 #[derive(Debug, Parser)]
@@ -53,6 +53,14 @@ pub struct Cli {
     /// When the final file already exists: skip | overwrite | rename | fail [default: skip] [config: on_exists].
     #[arg(long, value_name = "POLICY", help_heading = "Output")]
     pub on_exists: Option<OnExists>,
+
+    /// Verify the download with ALGO=HEX (sha-256, sha-512, sha-1, md5, blake2b, blake3); only with one URL (use checksum= in a list for several).
+    #[arg(long, value_name = "ALGO=HEX", help_heading = "Output")]
+    pub checksum: Option<String>,
+
+    /// Verify every download named in a sha256sum/sha512sum/b2sum-style FILE (GNU or BSD lines).
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub checksum_file: Option<PathBuf>,
 
     /// Downloads at once [default: 8] [config: jobs].
     #[arg(short = 'j', long, value_name = "N", help_heading = "Concurrency")]

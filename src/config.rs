@@ -252,6 +252,10 @@ pub struct Settings {
     pub dir: PathBuf,
     /// `-o`: the name of the single download, or stdout.
     pub output: Option<OutputName>,
+    /// `--checksum`: the digest of the single download.
+    pub checksum: Option<crate::download::checksum::Checksum>,
+    /// `--checksum-file`.
+    pub checksum_file: Option<PathBuf>,
     /// Policy for final files that existed before the run.
     pub on_exists: OnExists,
     /// Downloads at once.
@@ -333,6 +337,11 @@ impl Settings {
             input_file: cli.input_file,
             dir: cli.dir.or(file.dir).unwrap_or_else(|| PathBuf::from(".")),
             output: output.transpose()?,
+            checksum: cli
+                .checksum
+                .map(|c| c.parse().map_err(|m| invalid("--checksum", m)))
+                .transpose()?,
+            checksum_file: cli.checksum_file,
             on_exists: cli.on_exists.or(file.on_exists).unwrap_or_default(),
             jobs: at_least_one("--jobs", cli.jobs.or(file.jobs).unwrap_or(DEFAULT_JOBS))?,
             max_per_host: at_least_one(

@@ -141,6 +141,8 @@ pub enum Event {
         transferred: u64,
         /// Time from the first request.
         elapsed: Duration,
+        /// The verified digest as `ALGO=HEX`, if a checksum was verified.
+        checksum: Option<String>,
     },
     /// Nothing to do: the file is already complete.
     Skipped {

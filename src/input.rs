@@ -10,10 +10,20 @@ use std::path::{Path, PathBuf};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Url;
 
+use std::collections::HashMap;
+
 use crate::config::{self, parse_header, ByteSize, OutputName, Settings};
+use crate::download::checksum::{self, Checksum};
 
 /// Option keys a list may set for a download.
-pub const LIST_KEYS: &[&str] = &["out", "dir", "header", "connections", "limit_rate"];
+pub const LIST_KEYS: &[&str] = &[
+    "out",
+    "dir",
+    "header",
+    "connections",
+    "limit_rate",
+    "checksum",
+];
 
 /// One download as the user asked for it.
 #[derive(Debug, Clone)]
@@ -31,6 +41,20 @@ pub struct DownloadSpec {
     /// Cap of this download in bytes per second (`limit_rate=`), overriding
     /// `--limit-rate-per-download`.
     pub limit_rate: Option<u64>,
+    /// The expected digest (`checksum=` or `--checksum`).
+    pub checksum: Option<Checksum>,
+}
+
+/// Expected digests by file name, from `--checksum-file`.
+pub type Sums = HashMap<String, Checksum>;
+
+/// Everything the input says: the downloads and the digests to check them by.
+#[derive(Debug, Default)]
+pub struct Input {
+    /// The downloads, in input order.
+    pub specs: Vec<DownloadSpec>,
+    /// `--checksum-file`: digests by file name.
+    pub sums: Sums,
 }
 
 impl DownloadSpec {
@@ -42,6 +66,7 @@ impl DownloadSpec {
             headers: Vec::new(),
             connections: None,
             limit_rate: None,
+            checksum: None,
         }
     }
 }
@@ -83,6 +108,9 @@ pub enum InputError {
     /// `-o` with other than one URL.
     #[error("--output takes exactly one URL, but {0} were given; name each file with out= in a list (-i) instead")]
     OutputNeedsOneUrl(usize),
+    /// `--checksum` with other than one URL.
+    #[error("--checksum takes exactly one URL, but {0} were given; give each download its own checksum= in a list (-i), or use --checksum-file")]
+    ChecksumNeedsOneUrl(usize),
 }
 
 fn lines(errors: &[LineError]) -> String {
@@ -93,8 +121,9 @@ fn lines(errors: &[LineError]) -> String {
         .join("\n")
 }
 
-/// Read every URL argument and the `-i` list into specs, validating all of them.
-pub fn load(settings: &Settings) -> Result<Vec<DownloadSpec>, InputError> {
+/// Read every URL argument, the `-i` list and the `--checksum-file`, validating all
+/// of them.
+pub fn load(settings: &Settings) -> Result<Input, InputError> {
     let mut specs = Vec::new();
     let mut errors = Vec::new();
     for (i, arg) in settings.urls.iter().enumerate() {
@@ -122,11 +151,41 @@ pub fn load(settings: &Settings) -> Result<Vec<DownloadSpec>, InputError> {
                 .map_err(read_err)?;
         }
     }
+    let mut sums = Sums::new();
+    if let Some(path) = &settings.checksum_file {
+        let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (lines, bad) = checksum::parse_sums(&file_name, &text);
+        for (line, reason) in bad {
+            errors.push(LineError {
+                source: path.display().to_string(),
+                line,
+                reason,
+            });
+        }
+        for l in lines {
+            // A path in the file is matched by its last component.
+            let name = l.name.rsplit('/').next().unwrap_or(&l.name).to_string();
+            sums.entry(name).or_insert(l.checksum);
+        }
+    }
     if !errors.is_empty() {
         return Err(InputError::Invalid(errors));
     }
     if specs.is_empty() {
         return Err(InputError::Empty);
+    }
+    if let Some(sum) = &settings.checksum {
+        if specs.len() != 1 {
+            return Err(InputError::ChecksumNeedsOneUrl(specs.len()));
+        }
+        specs[0].checksum = Some(sum.clone());
     }
     if let Some(output) = &settings.output {
         if specs.len() != 1 {
@@ -136,7 +195,7 @@ pub fn load(settings: &Settings) -> Result<Vec<DownloadSpec>, InputError> {
             specs[0].out = Some(name.clone());
         }
     }
-    Ok(specs)
+    Ok(Input { specs, sums })
 }
 
 /// Parse a list in aria2c's format, appending specs and errors.
@@ -258,6 +317,12 @@ fn apply_option(spec: &mut DownloadSpec, option: &str) -> Result<(), String> {
                 .map_err(|_| format!("connections={value}: not a whole number"))?;
             let n = config::connections("connections", n).map_err(|e| e.to_string())?;
             spec.connections = Some(n);
+        }
+        "checksum" => {
+            let sum = value
+                .parse()
+                .map_err(|m| format!("checksum={value}: {m}"))?;
+            spec.checksum = Some(sum);
         }
         "limit_rate" => {
             let rate: ByteSize = value

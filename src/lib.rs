@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::events::{EventSender, RunSummary};
-use crate::input::DownloadSpec;
+use crate::input::Input;
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,18 +34,18 @@ pub enum RunError {
 
 /// Download every spec with the given settings; reports go to stderr (and stdout
 /// with `--json`). Returns what happened; a failed download is data, not an error.
-pub fn run(settings: Settings, specs: Vec<DownloadSpec>) -> Result<RunSummary, RunError> {
+pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
     let client = download::http::build_client(&settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
     let (events, rx) = EventSender::channel();
-    let reporter_thread = report::spawn(report::for_settings(&settings, specs.len()), rx);
+    let reporter_thread = report::spawn(report::for_settings(&settings, input.specs.len()), rx);
     let summary = runtime.block_on(async {
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(cancel.clone()));
-        scheduler::run(&settings, specs, client, events, cancel).await
+        scheduler::run(&settings, input, client, events, cancel).await
     });
     let mut reporters = reporter_thread.join().unwrap_or_default();
     for r in &mut reporters {

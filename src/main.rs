@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Err(e) => fail(&e),
         Ok(settings) => match volley::input::load(&settings) {
             Err(e) => fail(&e),
-            Ok(specs) => match volley::run(settings, specs) {
+            Ok(input) => match volley::run(settings, input) {
                 Ok(summary) => ExitStatus::from_summary(&summary),
                 Err(e) => fail(&e),
             },

@@ -2,6 +2,7 @@
 //! state, and the atomic rename at the end. Retrying is the scheduler's business;
 //! this module runs one try at a time and says whether another is worth it.
 
+pub mod checksum;
 pub mod http;
 pub mod naming;
 pub mod ratelimit;
@@ -100,6 +101,15 @@ pub enum DownloadError {
     /// SIGINT/SIGTERM.
     #[error("interrupted")]
     Interrupted,
+    /// The bytes do not hash to the expected digest; the `.part` was deleted.
+    /// `again`: the first mismatch, to be fetched once more from scratch.
+    #[error("{mismatch}{}", if *again { "; fetching it again from scratch" } else { " (the partial file was deleted)" })]
+    Checksum {
+        /// Expected and actual digests.
+        mismatch: checksum::Mismatch,
+        /// Whether one more try from scratch follows.
+        again: bool,
+    },
 }
 
 impl DownloadError {
@@ -169,6 +179,8 @@ pub enum Completed {
         path: PathBuf,
         /// Size of the file.
         bytes: u64,
+        /// The digest that was verified, if any.
+        checksum: Option<checksum::Checksum>,
     },
     /// Nothing to do.
     Skipped {
@@ -216,6 +228,10 @@ pub struct Tries {
     stdout_written: u64,
     /// Failed tries charged to the retry budget so far.
     pub failed: u32,
+    /// Checksum mismatches so far (one more try from scratch after the first).
+    checksum_failures: u32,
+    /// The hash of what went to stdout (`-o -`), when a checksum is verified.
+    stdout_verify: Option<checksum::Verifier>,
     /// This download's rate limits, once known.
     limits: Option<Limits>,
     /// Live counters.
@@ -233,6 +249,8 @@ impl Tries {
             started: false,
             stdout_written: 0,
             failed: 0,
+            checksum_failures: 0,
+            stdout_verify: None,
             limits: None,
             progress: Progress::new(),
         }
@@ -311,6 +329,8 @@ pub struct Downloader {
     pub rate_limit: Option<Arc<RateLimiter>>,
     /// `--limit-rate-per-download`, bytes per second.
     pub rate_limit_per_download: Option<u64>,
+    /// `--checksum-file`: digests by file name.
+    pub sums: crate::input::Sums,
 }
 
 impl Downloader {
@@ -374,6 +394,51 @@ impl Downloader {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The digests a download must match: its own (`checksum=`, `--checksum`)
+    /// or the `--checksum-file` entry for its final name, and the server's
+    /// `Repr-Digest`/`Digest`.
+    fn expected(
+        &self,
+        job: &Job,
+        final_path: &Path,
+        headers: Option<&reqwest::header::HeaderMap>,
+    ) -> Vec<checksum::Checksum> {
+        let mut expected = Vec::new();
+        let by_name = || {
+            let name = final_path.file_name()?.to_str()?;
+            self.sums.get(name).cloned()
+        };
+        if let Some(c) = job.spec.checksum.clone().or_else(by_name) {
+            expected.push(c);
+        }
+        if let Some(c) = headers.and_then(checksum::from_headers) {
+            if !expected.contains(&c) {
+                expected.push(c);
+            }
+        }
+        expected
+    }
+
+    /// A finished file that failed its checksum (its `.part` and state are
+    /// already deleted): once more from scratch the first time, then fail.
+    fn mismatch(&self, tries: &mut Tries, e: io::Error, part: &Path) -> DownloadError {
+        match writer::as_mismatch(&e) {
+            Some(m) => {
+                tries.resume = None;
+                tries.state_on_disk = false;
+                tries.checksum_failures += 1;
+                DownloadError::Checksum {
+                    mismatch: m.clone(),
+                    again: tries.checksum_failures == 1,
+                }
+            }
+            None => DownloadError::Io {
+                path: part.to_path_buf(),
+                source: e,
+            },
         }
     }
 
@@ -553,7 +618,9 @@ impl Downloader {
             })?;
             tries.state_on_disk = false;
         }
-        let mut writer = PartWriter::new(part.clone(), offset);
+        let verify =
+            checksum::Verifier::new(self.expected(job, &final_path, Some(response.headers())));
+        let mut writer = PartWriter::new(part.clone(), offset, verify);
         let io_err = |source| DownloadError::Io {
             path: part.clone(),
             source,
@@ -611,13 +678,14 @@ impl Downloader {
             return Err(DownloadError::ShortBody { got: end, expected });
         }
         let stale_state = tries.state_on_disk.then(|| ResumeState::path_for(&part));
-        let bytes = writer
+        let (bytes, checksum) = writer
             .finish(final_path.clone(), stale_state)
             .await
-            .map_err(io_err)?;
+            .map_err(|e| self.mismatch(tries, e, &part))?;
         Ok(Completed::Done {
             path: final_path,
             bytes,
+            checksum,
         })
     }
 
@@ -642,15 +710,17 @@ impl Downloader {
             .expect("a file download has a path");
         self.start(job, tries, &final_path, offset, Some(offset));
         let part = part_path(&final_path);
-        let writer = PartWriter::new(part.clone(), offset);
+        let verify = checksum::Verifier::new(self.expected(job, &final_path, None));
+        let writer = PartWriter::new(part.clone(), offset, verify);
         let stale = Some(ResumeState::path_for(&part));
-        let bytes = writer
+        let (bytes, checksum) = writer
             .finish(final_path.clone(), stale)
             .await
-            .map_err(|source| DownloadError::Io { path: part, source })?;
+            .map_err(|e| self.mismatch(tries, e, &part))?;
         Ok(Completed::Done {
             path: final_path,
             bytes,
+            checksum,
         })
     }
 
@@ -784,6 +854,10 @@ impl Downloader {
             path: PathBuf::from("<stdout>"),
             source,
         };
+        if tries.stdout_written == 0 {
+            tries.stdout_verify =
+                checksum::Verifier::new(self.expected(job, &stdout_path, Some(response.headers())));
+        }
         let mut position = offset;
         let mut stream = response.bytes_stream();
         let mut resume_at = None;
@@ -800,6 +874,11 @@ impl Downloader {
                 Some(Ok(chunk)) => {
                     let n = chunk.len() as u64;
                     resume_at = limits.reserve(n);
+                    if let Some(v) = tries.stdout_verify.as_mut() {
+                        // Only the bytes not written by an earlier try.
+                        let new_from = tries.stdout_written.saturating_sub(position).min(n);
+                        v.update(&chunk[new_from as usize..]);
+                    }
                     sink.push(chunk).await.map_err(io_err)?;
                     position += n;
                     if position > tries.stdout_written {
@@ -818,9 +897,21 @@ impl Downloader {
                 expected,
             });
         }
+        // The bytes are out already: a mismatch can only fail the download.
+        let checksum = match tries.stdout_verify.take().map(checksum::Verifier::finish) {
+            Some(Err(mismatch)) => {
+                return Err(DownloadError::Checksum {
+                    mismatch,
+                    again: false,
+                })
+            }
+            Some(Ok(c)) => Some(c),
+            None => None,
+        };
         Ok(Completed::Done {
             path: stdout_path,
             bytes: position,
+            checksum,
         })
     }
 }

@@ -40,9 +40,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::checksum::Verifier;
 use super::ratelimit::{pause, Limits};
 use super::state::ResumeState;
-use super::writer::{self, SegmentWriter};
+use super::writer::{self, Ordered, SegmentWriter};
 use super::{
     header_text, http, part_path, Completed, DownloadError, Downloader, Job, Slots, Tries,
     CHECKPOINT_INTERVAL,
@@ -322,6 +323,8 @@ pub(super) struct Split<'a, S: Slots> {
     progress: Arc<Progress>,
     steal_min: u64,
     table: Mutex<Table>,
+    /// The in-order hash, when a checksum is verified.
+    hash: Option<Arc<Mutex<Ordered>>>,
     /// Tells every connection to flush, hand back its range and return.
     stop: CancellationToken,
     /// Bumped after each checkpoint: every connection writes out what it holds,
@@ -390,6 +393,7 @@ impl Downloader {
             .map_err(io_err)?;
         let pieces = plan(&state.gaps(size), start.connections, start.min_split_size);
         self.start(job, tries, &final_path, state.covered(), Some(size));
+        let expected = self.expected(job, &final_path, Some(start.response.headers()));
         let split = Split {
             dl: self,
             job,
@@ -404,6 +408,7 @@ impl Downloader {
             progress: tries.progress.clone(),
             steal_min: steal_min(start.min_split_size),
             table: Mutex::new(Table::default()),
+            hash: Verifier::new(expected).map(Ordered::new),
             stop: CancellationToken::new(),
             flush: tokio::sync::watch::Sender::new(0),
         };
@@ -454,16 +459,28 @@ impl Downloader {
         match outcome {
             Ok(()) if state.covered() == size => {
                 let file = split.file.clone();
+                let hash = split.hash.clone();
                 let (p, f) = (part.clone(), final_path.clone());
                 let stale = ResumeState::path_for(&part);
-                tokio::task::spawn_blocking(move || writer::complete(&file, &p, &f, Some(&stale)))
-                    .await
-                    .map_err(io::Error::other)
-                    .and_then(|r| r)
-                    .map_err(io_err)?;
+                let checksum = tokio::task::spawn_blocking(move || {
+                    let verified = match &hash {
+                        Some(h) => Some(
+                            Ordered::finish(h, &file, size)?
+                                .map_err(|m| writer::discard(&p, Some(&stale), m))?,
+                        ),
+                        None => None,
+                    };
+                    writer::complete(&file, &p, &f, Some(&stale))?;
+                    Ok(verified)
+                })
+                .await
+                .map_err(io::Error::other)
+                .and_then(|r| r)
+                .map_err(|e| self.mismatch(tries, e, &part))?;
                 Ok(Completed::Done {
                     path: final_path,
                     bytes: size,
+                    checksum,
                 })
             }
             outcome => {
@@ -582,12 +599,17 @@ impl<'a, S: Slots> Split<'a, S> {
         }
         let file = self.file.clone();
         let path = ResumeState::path_for(&self.part);
+        let hash = self.hash.clone();
         Some(tokio::task::spawn_blocking(move || {
             file.sync_data()?;
             for (s, e) in ranges {
                 state.add(s, e);
             }
             state.save(&path)?;
+            // Hash what became contiguous while it is still in the page cache.
+            if let Some(h) = &hash {
+                Ordered::catch_up(h, &file, state.contiguous())?;
+            }
             Ok(state)
         }))
     }
@@ -672,7 +694,7 @@ impl<'a, S: Slots> Split<'a, S> {
             }
         };
         let _active = self.progress.connection();
-        let mut writer = SegmentWriter::new(self.file.clone(), start);
+        let mut writer = SegmentWriter::new(self.file.clone(), start, self.hash.clone());
         let streamed = self.stream(conn, response, response_end, &mut writer).await;
         // What arrived is good even if the stream failed: write it all.
         let flushed = writer.flush().await;

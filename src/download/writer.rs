@@ -12,15 +12,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+use super::checksum::{Checksum, Mismatch, Verifier};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
 /// Bytes collected before a write is issued.
 pub const BATCH_BYTES: usize = 512 * 1024;
 
-/// Open or create a file without following a symlink at its path.
+/// Open or create a file without following a symlink at its path, for writing
+/// and for reading back (checksums).
 pub fn create_nofollow(path: &Path, truncate: bool) -> io::Result<File> {
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(truncate)
@@ -63,16 +67,26 @@ impl StdoutSink {
     }
 }
 
-/// A blocking write result: the file handed back.
-type WriteJob = JoinHandle<io::Result<File>>;
+/// What a write job takes and hands back: the file (opened by the first job)
+/// and the verifier that hashes the bytes in file order.
+struct Carry {
+    file: Option<File>,
+    verify: Option<Verifier>,
+}
 
-/// Writes one `.part` file at increasing offsets.
+/// A blocking write in flight.
+type WriteJob = JoinHandle<io::Result<Carry>>;
+
+/// Writes one `.part` file at increasing offsets, hashing what it writes when
+/// a checksum is to be verified.
 pub struct PartWriter {
     part: PathBuf,
-    /// The open file, when no write is in flight.
-    file: Option<File>,
+    /// The file and verifier, when no write is in flight.
+    carry: Option<Carry>,
     /// Truncate on open (a fresh start) rather than keep existing bytes.
     truncate: bool,
+    /// Bytes `[0, n)` already on disk that the verifier must read back first.
+    unhashed: u64,
     /// The write in flight, if any.
     inflight: Option<WriteJob>,
     /// Chunks not yet handed to a write.
@@ -89,11 +103,13 @@ pub struct PartWriter {
 
 impl PartWriter {
     /// A writer for `part` starting at `offset`; `offset == 0` starts the file afresh.
-    /// The file is opened lazily, with the first write.
-    pub fn new(part: PathBuf, offset: u64) -> Self {
+    /// The file is opened lazily, with the first write. With a verifier, the
+    /// bytes before `offset` are read back and hashed first.
+    pub fn new(part: PathBuf, offset: u64, verify: Option<Verifier>) -> Self {
         PartWriter {
             part,
-            file: None,
+            unhashed: if verify.is_some() { offset } else { 0 },
+            carry: Some(Carry { file: None, verify }),
             truncate: offset == 0,
             inflight: None,
             buf: Vec::new(),
@@ -119,9 +135,9 @@ impl PartWriter {
         Ok(())
     }
 
-    /// The file back from the write in flight. After a failed write every call
-    /// fails: reopening would put later bytes after a gap.
-    async fn take_file(&mut self) -> io::Result<Option<File>> {
+    /// The file and verifier back from the write in flight. After a failed
+    /// write every call fails: reopening would put later bytes after a gap.
+    async fn take_carry(&mut self) -> io::Result<Carry> {
         if self.failed {
             return Err(io::Error::other(format!(
                 "an earlier write to {} failed",
@@ -129,17 +145,17 @@ impl PartWriter {
             )));
         }
         let result = match self.inflight.take() {
-            Some(job) => job
-                .await
-                .map_err(io::Error::other)
-                .and_then(|r| r.map(Some)),
-            None => Ok(self.file.take()),
+            Some(job) => job.await.map_err(io::Error::other).and_then(|r| r),
+            None => Ok(self
+                .carry
+                .take()
+                .expect("carry is here when no write is in flight")),
         };
         self.failed = result.is_err();
         result
     }
 
-    fn batch_job(&mut self, file: Option<File>) -> impl FnOnce() -> io::Result<File> + Send {
+    fn batch_job(&mut self, carry: Carry) -> impl FnOnce() -> io::Result<Carry> + Send {
         let bufs = std::mem::take(&mut self.buf);
         let offset = self.next_offset;
         self.next_offset += self.buf_len as u64;
@@ -147,19 +163,32 @@ impl PartWriter {
         let part = self.part.clone();
         // Only the first open of a fresh download truncates.
         let truncate = std::mem::replace(&mut self.truncate, false);
+        let unhashed = std::mem::take(&mut self.unhashed);
         move || {
+            let Carry { file, mut verify } = carry;
             let file = match file {
                 Some(f) => f,
                 None => open_part(&part, truncate, offset)?,
             };
+            if let Some(v) = verify.as_mut() {
+                if unhashed > 0 {
+                    v.update_from(&file, 0, unhashed)?;
+                }
+                for b in &bufs {
+                    v.update(b);
+                }
+            }
             write_at(&file, &bufs, offset)?;
-            Ok(file)
+            Ok(Carry {
+                file: Some(file),
+                verify,
+            })
         }
     }
 
     async fn issue_batch(&mut self) -> io::Result<()> {
-        let file = self.take_file().await?;
-        let job = self.batch_job(file);
+        let carry = self.take_carry().await?;
+        let job = self.batch_job(carry);
         self.inflight = Some(tokio::task::spawn_blocking(job));
         Ok(())
     }
@@ -167,18 +196,20 @@ impl PartWriter {
     /// Write everything collected and flush it to disk. Returns the offset up to
     /// which bytes are durable, to record in the state file.
     pub async fn sync(&mut self) -> io::Result<u64> {
-        let file = self.take_file().await?;
-        let job = self.batch_job(file);
+        let carry = self.take_carry().await?;
+        let job = self.batch_job(carry);
         let result = tokio::task::spawn_blocking(move || {
-            let file = job()?;
-            file.sync_data()?;
-            Ok::<_, io::Error>(file)
+            let carry = job()?;
+            if let Some(f) = &carry.file {
+                f.sync_data()?;
+            }
+            Ok::<_, io::Error>(carry)
         })
         .await
         .map_err(io::Error::other)
         .and_then(|r| r);
         self.failed = result.is_err();
-        self.file = Some(result?);
+        self.carry = Some(result?);
         self.synced = self.next_offset;
         Ok(self.synced)
     }
@@ -193,22 +224,51 @@ impl PartWriter {
         self.next_offset + self.buf_len as u64
     }
 
-    /// Write the rest, flush, rename to `final_path`, fsync the directory and remove
-    /// `remove` (a stale state file), all in one blocking task.
-    pub async fn finish(mut self, final_path: PathBuf, remove: Option<PathBuf>) -> io::Result<u64> {
-        let file = self.take_file().await?;
-        let job = self.batch_job(file);
+    /// Write the rest, flush, verify the checksum, rename to `final_path`, fsync
+    /// the directory and remove `remove` (a stale state file), all in one
+    /// blocking task. Returns the size and the verified digest. A checksum
+    /// mismatch deletes the `.part` and `remove` and fails with an error that
+    /// wraps [`Mismatch`].
+    pub async fn finish(
+        mut self,
+        final_path: PathBuf,
+        remove: Option<PathBuf>,
+    ) -> io::Result<(u64, Option<Checksum>)> {
+        let carry = self.take_carry().await?;
+        let job = self.batch_job(carry);
         let part = self.part.clone();
         let end = self.next_offset;
         tokio::task::spawn_blocking(move || {
-            let file = job()?;
+            let Carry { file, verify } = job()?;
+            let file = file.expect("the last job opened the file");
             file.set_len(end)?;
+            let verified = verify
+                .map(|v| v.finish())
+                .transpose()
+                .map_err(|m| discard(&part, remove.as_deref(), m))?;
             complete(&file, &part, &final_path, remove.as_deref())?;
-            Ok(end)
+            Ok((end, verified))
         })
         .await
         .map_err(io::Error::other)?
     }
+}
+
+/// A checksum mismatch: the `.part` and its state are deleted (the bytes are
+/// wrong, resuming them would keep them), and the mismatch is returned as an
+/// I/O error that wraps it.
+pub fn discard(part: &Path, state: Option<&Path>, mismatch: Mismatch) -> io::Error {
+    let _ = std::fs::remove_file(part);
+    if let Some(s) = state {
+        let _ = std::fs::remove_file(s);
+    }
+    io::Error::other(mismatch)
+}
+
+/// The mismatch inside an error made by [`discard`].
+pub fn as_mismatch(e: &io::Error) -> Option<&Mismatch> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Mismatch>())
 }
 
 /// The last step of every download to a file, on a blocking thread: flush `part`,
@@ -239,11 +299,78 @@ pub fn complete(
     Ok(())
 }
 
+/// The in-order hash of a split download: the connection whose writes reach the
+/// hashed prefix feeds it directly; bytes that arrived out of order are read back
+/// when the contiguous prefix on disk grows ([`Ordered::catch_up`]).
+#[derive(Debug)]
+pub struct Ordered {
+    verifier: Option<Verifier>,
+    /// Bytes `[0, upto)` are hashed.
+    upto: u64,
+}
+
+impl Ordered {
+    /// Hash a file from its first byte.
+    pub fn new(verifier: Verifier) -> Arc<std::sync::Mutex<Ordered>> {
+        Arc::new(std::sync::Mutex::new(Ordered {
+            verifier: Some(verifier),
+            upto: 0,
+        }))
+    }
+
+    /// Feed a batch just written at `offset`, if it continues the hashed prefix
+    /// and nobody else is hashing now (what is skipped is read back later).
+    fn feed(shared: &std::sync::Mutex<Ordered>, offset: u64, bufs: &[Bytes]) {
+        if let Ok(mut o) = shared.try_lock() {
+            let Ordered { verifier, upto } = &mut *o;
+            if *upto == offset {
+                if let Some(v) = verifier.as_mut() {
+                    for b in bufs {
+                        v.update(b);
+                        *upto += b.len() as u64;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hash the written bytes `[upto, to)` of `file`, read back (blocking).
+    pub fn catch_up(shared: &std::sync::Mutex<Ordered>, file: &File, to: u64) -> io::Result<()> {
+        let mut o = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let from = o.upto;
+        if to > from {
+            if let Some(v) = o.verifier.as_mut() {
+                v.update_from(file, from, to)?;
+            }
+            o.upto = to;
+        }
+        Ok(())
+    }
+
+    /// Hash the rest of a file of `size` bytes and check it (blocking).
+    pub fn finish(
+        shared: &std::sync::Mutex<Ordered>,
+        file: &File,
+        size: u64,
+    ) -> io::Result<Result<Checksum, Mismatch>> {
+        Ordered::catch_up(shared, file, size)?;
+        let verifier = shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .verifier
+            .take()
+            .expect("finished once");
+        Ok(verifier.finish())
+    }
+}
+
 /// Writes one connection's range into a shared, pre-sized `.part` at increasing
 /// offsets, in batches on the blocking pool with at most one write in flight.
 /// Durability is the caller's business (one fdatasync covers every connection).
 pub struct SegmentWriter {
     file: Arc<File>,
+    /// The download's in-order hash, if a checksum is verified.
+    hash: Option<Arc<std::sync::Mutex<Ordered>>>,
     inflight: Option<JoinHandle<io::Result<u64>>>,
     buf: Vec<Bytes>,
     buf_len: usize,
@@ -255,10 +382,12 @@ pub struct SegmentWriter {
 }
 
 impl SegmentWriter {
-    /// A writer into `file` from `offset`.
-    pub fn new(file: Arc<File>, offset: u64) -> Self {
+    /// A writer into `file` from `offset`, feeding `hash` when its bytes
+    /// continue the hashed prefix.
+    pub fn new(file: Arc<File>, offset: u64, hash: Option<Arc<std::sync::Mutex<Ordered>>>) -> Self {
         SegmentWriter {
             file,
+            hash,
             inflight: None,
             buf: Vec::new(),
             buf_len: 0,
@@ -315,8 +444,12 @@ impl SegmentWriter {
         self.buf_len = 0;
         let end = self.next_offset;
         let file = self.file.clone();
+        let hash = self.hash.clone();
         self.inflight = Some(tokio::task::spawn_blocking(move || {
             write_at(&file, &bufs, offset)?;
+            if let Some(h) = &hash {
+                Ordered::feed(h, offset, &bufs);
+            }
             Ok(end)
         }));
     }
@@ -348,7 +481,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let part = dir.path().join("f.part");
         let fin = dir.path().join("f");
-        let mut w = PartWriter::new(part.clone(), 0);
+        let mut w = PartWriter::new(part.clone(), 0, None);
         let mut expected = Vec::new();
         for i in 0..40u32 {
             let chunk: Vec<u8> = (0..50_000).map(|j| (i * 7 + j) as u8).collect();
@@ -356,8 +489,9 @@ mod tests {
             w.push(Bytes::from(chunk)).await.unwrap();
         }
         assert_eq!(w.end(), expected.len() as u64);
-        let n = w.finish(fin.clone(), None).await.unwrap();
+        let (n, verified) = w.finish(fin.clone(), None).await.unwrap();
         assert_eq!(n, expected.len() as u64);
+        assert!(verified.is_none());
         assert_eq!(std::fs::read(&fin).unwrap(), expected);
         assert!(!part.exists());
     }
@@ -370,8 +504,8 @@ mod tests {
         file.set_len(2 * BATCH_BYTES as u64 + 10).unwrap();
         let body: Vec<u8> = (0..2 * BATCH_BYTES + 10).map(|i| (i % 251) as u8).collect();
         let half = BATCH_BYTES + 5;
-        let mut a = SegmentWriter::new(file.clone(), 0);
-        let mut b = SegmentWriter::new(file.clone(), half as u64);
+        let mut a = SegmentWriter::new(file.clone(), 0, None);
+        let mut b = SegmentWriter::new(file.clone(), half as u64, None);
         for piece in body[half..].chunks(70_000) {
             b.push(Bytes::copy_from_slice(piece)).await.unwrap();
         }
@@ -390,7 +524,7 @@ mod tests {
         std::fs::write(&part, b"").unwrap();
         // A read-only handle: every positional write fails (EBADF).
         let file = Arc::new(File::open(&part).unwrap());
-        let mut w = SegmentWriter::new(file, 0);
+        let mut w = SegmentWriter::new(file, 0, None);
         w.push(Bytes::from(vec![7u8; BATCH_BYTES])).await.unwrap();
         assert!(w.flush().await.is_err(), "the failed batch must not count");
         // Nothing is buffered or in flight now; the batch is still missing.
@@ -402,7 +536,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let part = dir.path().join("g.part");
         std::fs::write(&part, b"confirmed-garbage").unwrap();
-        let mut w = PartWriter::new(part.clone(), 9);
+        let mut w = PartWriter::new(part.clone(), 9, None);
         w.push(Bytes::from_static(b"+rest")).await.unwrap();
         assert_eq!(w.sync().await.unwrap(), 14);
         assert_eq!(std::fs::read(&part).unwrap(), b"confirmed+rest");
@@ -413,7 +547,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("later");
         let part = sub.join("f.part");
-        let mut w = PartWriter::new(part.clone(), 0);
+        let mut w = PartWriter::new(part.clone(), 0, None);
         // The first batch fails: its directory does not exist yet.
         w.push(Bytes::from(vec![1u8; BATCH_BYTES])).await.unwrap();
         w.push(Bytes::from_static(b"tail")).await.unwrap();
@@ -432,7 +566,7 @@ mod tests {
         std::fs::write(&target, b"keep").unwrap();
         let part = dir.path().join("h.part");
         std::os::unix::fs::symlink(&target, &part).unwrap();
-        let mut w = PartWriter::new(part, 0);
+        let mut w = PartWriter::new(part, 0, None);
         w.push(Bytes::from_static(b"x")).await.unwrap();
         assert!(w.sync().await.is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");

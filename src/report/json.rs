@@ -87,8 +87,10 @@ pub fn to_json(event: &Event) -> Value {
             bytes,
             transferred,
             elapsed,
+            checksum,
         } => json!({"event": "done", "id": id, "url": url, "path": path.display().to_string(),
-                    "bytes": bytes, "transferred": transferred, "elapsed": elapsed.as_secs_f64()}),
+                    "bytes": bytes, "transferred": transferred, "elapsed": elapsed.as_secs_f64(),
+                    "checksum": checksum}),
         Event::Skipped {
             id,
             url,

@@ -41,12 +41,18 @@ pub fn line(event: &Event) -> Option<String> {
             path,
             bytes,
             elapsed,
+            checksum,
             ..
         } => format!(
-            "done     {} ({} in {})",
+            "done     {} ({} in {}{})",
             show_path(path),
             human_bytes(*bytes),
-            human_secs(*elapsed)
+            human_secs(*elapsed),
+            checksum
+                .as_deref()
+                .and_then(|c| c.split('=').next())
+                .map(|algo| format!(", {algo} verified"))
+                .unwrap_or_default()
         ),
         Event::Retrying {
             url,

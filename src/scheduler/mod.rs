@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -16,7 +16,7 @@ use crate::download::ratelimit::RateLimiter;
 use crate::download::retry::RetryPolicy;
 use crate::download::{naming, Completed, DownloadError, Downloader, Job, Names, Tries};
 use crate::events::{Event, EventSender, Failure, RunSummary};
-use crate::input::DownloadSpec;
+use crate::input::{DownloadSpec, Input};
 
 pub mod hosts;
 use hosts::Hosts;
@@ -45,7 +45,7 @@ struct Shared {
 /// Run every download and return what happened.
 pub async fn run(
     settings: &Settings,
-    specs: Vec<DownloadSpec>,
+    input: Input,
     client: reqwest::Client,
     events: EventSender,
     cancel: CancellationToken,
@@ -53,7 +53,7 @@ pub async fn run(
     let started = Instant::now();
     let to_stdout = settings.output == Some(OutputName::Stdout);
     let names = Names::default();
-    let jobs = plan(settings, specs, &names, to_stdout);
+    let jobs = plan(settings, input.specs, &names, to_stdout);
     let bad_dirs = create_dirs(&jobs).await;
     let shared = Arc::new(Shared {
         downloader: Downloader {
@@ -72,6 +72,7 @@ pub async fn run(
             min_split_size: settings.min_split_size,
             rate_limit: settings.limit_rate.map(RateLimiter::new),
             rate_limit_per_download: settings.limit_rate_per_download,
+            sums: input.sums,
         },
         hosts: Hosts::new(settings.max_per_host, events.clone()),
         bad_dirs,
@@ -191,7 +192,11 @@ async fn run_one(shared: Arc<Shared>, job: Job, _slot: OwnedSemaphorePermit) -> 
     };
     let path = tries.final_path.clone();
     match result {
-        Ok(Completed::Done { path, bytes }) => {
+        Ok(Completed::Done {
+            path,
+            bytes,
+            checksum,
+        }) => {
             let transferred = tries.progress.transferred();
             events.send(Event::Finished {
                 id: job.id,
@@ -200,6 +205,7 @@ async fn run_one(shared: Arc<Shared>, job: Job, _slot: OwnedSemaphorePermit) -> 
                 bytes,
                 transferred,
                 elapsed: began.elapsed(),
+                checksum: checksum.map(|c| c.to_string()),
             });
             Outcome::Done { transferred }
         }
@@ -266,6 +272,19 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             }
             Err(DownloadError::Interrupted) => return Err(Stop::Interrupted),
             Err(DownloadError::ResumeFound(_)) => continue,
+            // A file that failed its checksum is fetched once more from scratch,
+            // outside the retry budget.
+            Err(e @ DownloadError::Checksum { again: true, .. }) => {
+                dl.events.send(Event::Retrying {
+                    id: job.id,
+                    url: job.url(),
+                    attempt: tries.failed + 1,
+                    max_attempts: policy.max_attempts(),
+                    reason: e.to_string(),
+                    delay: Duration::ZERO,
+                });
+                continue;
+            }
             Err(e) => e,
         };
         tries.failed += 1;
