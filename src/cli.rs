@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{ByteSize, OnExists, ProgressMode};
+use crate::config::{ByteSize, FileAllocation, OnExists, ProgressMode};
 
 /// Text shown after the options in `--help`.
 const AFTER_HELP: &str = "\
@@ -61,6 +61,14 @@ pub struct Cli {
     /// Verify every download named in a sha256sum/sha512sum/b2sum-style FILE (GNU or BSD lines).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub checksum_file: Option<PathBuf>,
+
+    /// Set each file's mtime from Last-Modified; on a rerun, skip a file whose local copy is as new and as large [config: timestamping].
+    #[arg(short = 'N', long, help_heading = "Output")]
+    pub timestamping: bool,
+
+    /// Reserve disk space for files of known size: none | prealloc | falloc [default: falloc] [config: file_allocation].
+    #[arg(long, value_name = "MODE", help_heading = "Output")]
+    pub file_allocation: Option<FileAllocation>,
 
     /// Downloads at once [default: 8] [config: jobs].
     #[arg(short = 'j', long, value_name = "N", help_heading = "Concurrency")]
@@ -138,6 +146,46 @@ pub struct Cli {
     /// Most redirects followed per download [default: 10] [config: max_redirects].
     #[arg(long, value_name = "N", help_heading = "HTTP")]
     pub max_redirects: Option<usize>,
+
+    /// HTTP Basic user for every download (see --netrc for per-host credentials) [config: http_user].
+    #[arg(long, value_name = "USER", help_heading = "HTTP")]
+    pub http_user: Option<String>,
+
+    /// HTTP Basic password for --http-user [config: http_password].
+    #[arg(long, value_name = "PASS", help_heading = "HTTP")]
+    pub http_password: Option<String>,
+
+    /// Take HTTP Basic credentials per host from ~/.netrc [config: netrc].
+    #[arg(long, help_heading = "HTTP")]
+    pub netrc: bool,
+
+    /// Take HTTP Basic credentials per host from FILE (implies --netrc) [config: netrc_file].
+    #[arg(long, value_name = "FILE", help_heading = "HTTP")]
+    pub netrc_file: Option<PathBuf>,
+
+    /// Send cookies from a Netscape cookies.txt FILE [config: load_cookies].
+    #[arg(long, value_name = "FILE", help_heading = "HTTP")]
+    pub load_cookies: Option<PathBuf>,
+
+    /// Write the cookie jar to FILE (Netscape format) at the end [config: save_cookies].
+    #[arg(long, value_name = "FILE", help_heading = "HTTP")]
+    pub save_cookies: Option<PathBuf>,
+
+    /// Resolve every download (final URL, status, size, name, resume or skip) without downloading or writing anything.
+    #[arg(long, help_heading = "Reporting")]
+    pub dry_run: bool,
+
+    /// Print the path of each completed file on stdout, one per line.
+    #[arg(long, help_heading = "Reporting")]
+    pub print_paths: bool,
+
+    /// Like --print-paths, NUL-separated (for xargs -0).
+    #[arg(short = '0', long = "print0", help_heading = "Reporting")]
+    pub print0: bool,
+
+    /// Write the downloads that did not complete to FILE, as a list for -i.
+    #[arg(long, value_name = "FILE", help_heading = "Reporting")]
+    pub save_failed: Option<PathBuf>,
 
     /// Errors and the final failures only [config: quiet].
     #[arg(short = 'q', long, help_heading = "Reporting")]

@@ -180,6 +180,31 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// How disk space is reserved for a file of known size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FileAllocation {
+    /// Nothing reserved: the file grows as bytes arrive (sparse when split).
+    None,
+    /// Sized up front with `ftruncate` (sparse); the free-space check still runs.
+    Prealloc,
+    /// Blocks reserved with `posix_fallocate` where the filesystem supports it.
+    #[default]
+    Falloc,
+}
+
+impl FromStr for FileAllocation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Self::None),
+            "prealloc" => Ok(Self::Prealloc),
+            "falloc" => Ok(Self::Falloc),
+            _ => Err(format!("'{s}' is not one of none, prealloc, falloc")),
+        }
+    }
+}
+
 /// The TOML config file, as written. Keys are the long flag names with `_`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -230,6 +255,31 @@ pub struct FileConfig {
     pub progress: Option<ProgressMode>,
     /// `--json`
     pub json: Option<bool>,
+    /// `--timestamping`
+    pub timestamping: Option<bool>,
+    /// `--file-allocation`
+    pub file_allocation: Option<FileAllocation>,
+    /// `--http-user`
+    pub http_user: Option<String>,
+    /// `--http-password`
+    pub http_password: Option<String>,
+    /// `--netrc`
+    pub netrc: Option<bool>,
+    /// `--netrc-file`
+    pub netrc_file: Option<PathBuf>,
+    /// `--load-cookies`
+    pub load_cookies: Option<PathBuf>,
+    /// `--save-cookies`
+    pub save_cookies: Option<PathBuf>,
+}
+
+/// What `--print-paths` / `-0` print between paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrintPaths {
+    /// One path per line.
+    Lines,
+    /// NUL after each path.
+    Nul,
 }
 
 /// Where a download's body goes when `-o` names it.
@@ -300,6 +350,24 @@ pub struct Settings {
     pub progress: ProgressMode,
     /// JSON Lines on stdout.
     pub json: bool,
+    /// Set mtimes from Last-Modified; skip unchanged files on a rerun.
+    pub timestamping: bool,
+    /// How space is reserved for files of known size.
+    pub file_allocation: FileAllocation,
+    /// `--http-user` and `--http-password`.
+    pub http_auth: Option<(String, Option<String>)>,
+    /// The `.netrc` to take per-host credentials from.
+    pub netrc: Option<PathBuf>,
+    /// `--load-cookies`.
+    pub load_cookies: Option<PathBuf>,
+    /// `--save-cookies`.
+    pub save_cookies: Option<PathBuf>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--print-paths` or `-0`.
+    pub print_paths: Option<PrintPaths>,
+    /// `--save-failed`.
+    pub save_failed: Option<PathBuf>,
 }
 
 impl Settings {
@@ -406,7 +474,56 @@ impl Settings {
             quiet: cli.quiet || file.quiet.unwrap_or(false),
             progress: cli.progress.or(file.progress).unwrap_or_default(),
             json: cli.json || file.json.unwrap_or(false),
+            timestamping: cli.timestamping || file.timestamping.unwrap_or(false),
+            file_allocation: cli
+                .file_allocation
+                .or(file.file_allocation)
+                .unwrap_or_default(),
+            http_auth: match (
+                cli.http_user.or(file.http_user),
+                cli.http_password.or(file.http_password),
+            ) {
+                (Some(user), password) => Some((user, password)),
+                (None, Some(_)) => {
+                    return Err(invalid(
+                        "--http-password",
+                        "needs --http-user (the user name to send it with)".into(),
+                    ))
+                }
+                (None, None) => None,
+            },
+            netrc: match cli.netrc_file.or(file.netrc_file) {
+                Some(path) => Some(path),
+                None if cli.netrc || file.netrc.unwrap_or(false) => {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".netrc"))
+                }
+                None => None,
+            },
+            load_cookies: cli.load_cookies.or(file.load_cookies),
+            save_cookies: cli.save_cookies.or(file.save_cookies),
+            dry_run: cli.dry_run,
+            print_paths: if cli.print0 {
+                Some(PrintPaths::Nul)
+            } else if cli.print_paths {
+                Some(PrintPaths::Lines)
+            } else {
+                None
+            },
+            save_failed: cli.save_failed,
         };
+        if settings.print_paths.is_some() && settings.json {
+            return Err(invalid(
+                "--print-paths",
+                "cannot be combined with --json (both write to stdout; done events carry the path)"
+                    .into(),
+            ));
+        }
+        if settings.print_paths.is_some() && settings.output == Some(OutputName::Stdout) {
+            return Err(invalid(
+                "--print-paths",
+                "cannot be combined with -o - (the body goes to stdout)".into(),
+            ));
+        }
         if settings.json && settings.output == Some(OutputName::Stdout) {
             return Err(invalid(
                 "--json",

@@ -27,6 +27,12 @@ pub enum RunError {
     /// The HTTP client could not be built from the settings.
     #[error(transparent)]
     Client(#[from] download::http::ClientError),
+    /// The `.netrc` could not be read.
+    #[error(transparent)]
+    Auth(#[from] download::auth::AuthError),
+    /// The cookie file could not be read.
+    #[error(transparent)]
+    Cookies(#[from] download::cookies::CookieError),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -35,7 +41,16 @@ pub enum RunError {
 /// Download every spec with the given settings; reports go to stderr (and stdout
 /// with `--json`). Returns what happened; a failed download is data, not an error.
 pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
-    let client = download::http::build_client(&settings)?;
+    let credentials =
+        download::auth::Credentials::load(settings.http_auth.clone(), settings.netrc.as_deref())?;
+    let jar = if settings.load_cookies.is_some() || settings.save_cookies.is_some() {
+        Some(std::sync::Arc::new(download::cookies::Jar::load(
+            settings.load_cookies.as_deref(),
+        )?))
+    } else {
+        None
+    };
+    let client = download::http::build_client(&settings, jar.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,13 +60,18 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
     let summary = runtime.block_on(async {
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(cancel.clone()));
-        scheduler::run(&settings, input, client, events, cancel).await
+        scheduler::run(&settings, input, client, credentials, events, cancel).await
     });
     let mut reporters = reporter_thread.join().unwrap_or_default();
     for r in &mut reporters {
         r.finish(&summary);
     }
     runtime.shutdown_background();
+    if let (Some(jar), Some(path)) = (&jar, &settings.save_cookies) {
+        if let Err(e) = jar.save(path) {
+            eprintln!("volley: {e}");
+        }
+    }
     Ok(summary)
 }
 

@@ -179,7 +179,8 @@ pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<Checksum> {
                     continue;
                 };
                 let value = value.trim().trim_matches(':');
-                if let Some(digest) = decode_base64(value).filter(|d| d.len() == algo.digest_len()) {
+                if let Some(digest) = decode_base64(value).filter(|d| d.len() == algo.digest_len())
+                {
                     found.push(Checksum { algo, digest });
                 }
             }

@@ -33,7 +33,10 @@ pub enum ClientError {
 }
 
 /// Build the one client shared by every download of the run.
-pub fn build_client(s: &Settings) -> Result<Client, ClientError> {
+pub fn build_client(
+    s: &Settings,
+    jar: Option<std::sync::Arc<super::cookies::Jar>>,
+) -> Result<Client, ClientError> {
     let mut headers = HeaderMap::new();
     for (k, v) in &s.headers {
         headers.append(k.clone(), v.clone());
@@ -70,6 +73,9 @@ pub fn build_client(s: &Settings) -> Result<Client, ClientError> {
         .pool_max_idle_per_host(s.max_per_host.max(s.jobs))
         .tcp_nodelay(true)
         .tls_danger_accept_invalid_certs(s.insecure);
+    if let Some(jar) = jar {
+        builder = builder.cookie_provider(jar);
+    }
     if let Some(proxy) = &s.proxy {
         let p = reqwest::Proxy::all(proxy).map_err(|e| ClientError::Proxy {
             url: proxy.clone(),

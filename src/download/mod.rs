@@ -2,7 +2,9 @@
 //! state, and the atomic rename at the end. Retrying is the scheduler's business;
 //! this module runs one try at a time and says whether another is worth it.
 
+pub mod auth;
 pub mod checksum;
+pub mod cookies;
 pub mod http;
 pub mod naming;
 pub mod ratelimit;
@@ -331,6 +333,8 @@ pub struct Downloader {
     pub rate_limit_per_download: Option<u64>,
     /// `--checksum-file`: digests by file name.
     pub sums: crate::input::Sums,
+    /// HTTP Basic credentials (`--http-user`, `--netrc`).
+    pub credentials: auth::Credentials,
 }
 
 impl Downloader {
@@ -499,6 +503,9 @@ impl Downloader {
         let mut request = self.client.get(job.spec.url.clone());
         for (k, v) in &job.spec.headers {
             request = request.header(k, v);
+        }
+        if let Some((user, password)) = self.credentials.for_url(&job.spec.url) {
+            request = request.basic_auth(user, password);
         }
         if let Some((start, end)) = range {
             let end = end.map(|e| (e - 1).to_string()).unwrap_or_default();

@@ -714,6 +714,9 @@ impl<'a, S: Slots> Split<'a, S> {
         for (k, v) in &self.job.spec.headers {
             request = request.header(k, v);
         }
+        if let Some((user, password)) = dl.credentials.for_url(&self.job.spec.url) {
+            request = request.basic_auth(user, password);
+        }
         request = request
             .header(RANGE, format!("bytes={start}-{}", end - 1))
             .header(ACCEPT_ENCODING, "identity");

@@ -47,6 +47,7 @@ pub async fn run(
     settings: &Settings,
     input: Input,
     client: reqwest::Client,
+    credentials: crate::download::auth::Credentials,
     events: EventSender,
     cancel: CancellationToken,
 ) -> RunSummary {
@@ -73,6 +74,7 @@ pub async fn run(
             rate_limit: settings.limit_rate.map(RateLimiter::new),
             rate_limit_per_download: settings.limit_rate_per_download,
             sums: input.sums,
+            credentials,
         },
         hosts: Hosts::new(settings.max_per_host, events.clone()),
         bad_dirs,
