@@ -175,6 +175,35 @@ pub enum Event {
         /// New requests to the host wait this long (Retry-After).
         paused: Option<Duration>,
     },
+    /// The same URL (with the same name) came earlier in the batch: it is
+    /// downloaded once, by download `of`.
+    Duplicate {
+        /// Download index.
+        id: DownloadId,
+        /// The URL.
+        url: String,
+        /// Where the earlier download saves it.
+        path: PathBuf,
+        /// The earlier download.
+        of: DownloadId,
+    },
+    /// `--dry-run`: what a download would do.
+    Planned {
+        /// Download index.
+        id: DownloadId,
+        /// The URL as given.
+        url: String,
+        /// The URL after redirects.
+        final_url: String,
+        /// The status of the answer (0 when there was none).
+        status: u16,
+        /// The size, when the server said.
+        size: Option<u64>,
+        /// Where the file would go (`None` for stdout).
+        path: Option<PathBuf>,
+        /// `download`, `resume`, `skip` or `fail`, with a reason after a colon.
+        action: String,
+    },
     /// The download was stopped by an interrupt; its partial data is kept.
     Interrupted {
         /// Download index.
@@ -209,6 +238,8 @@ impl EventSender {
 /// One failure, kept for the summary.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// The download.
+    pub id: DownloadId,
     /// The URL.
     pub url: String,
     /// Why.
@@ -234,4 +265,11 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Whether SIGINT/SIGTERM stopped the run.
     pub was_interrupted: bool,
+    /// Downloads that did not complete (failed, interrupted, not started), in
+    /// input order: what `--save-failed` writes.
+    pub incomplete: Vec<DownloadId>,
+    /// `--dry-run`: downloads resolved.
+    pub planned: usize,
+    /// Whether this was a `--dry-run`.
+    pub dry_run: bool,
 }

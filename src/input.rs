@@ -274,6 +274,34 @@ pub fn parse_list(
     Ok(())
 }
 
+/// One download in the list format, with the options it was given: what
+/// `--save-failed` writes, so that `volley -i FILE` retries exactly it.
+pub fn format_entry(spec: &DownloadSpec) -> String {
+    let mut text = format!("{}\n", spec.url);
+    if let Some(out) = &spec.out {
+        text.push_str(&format!("  out={out}\n"));
+    }
+    if let Some(dir) = &spec.dir {
+        text.push_str(&format!("  dir={}\n", dir.display()));
+    }
+    for (k, v) in &spec.headers {
+        text.push_str(&format!(
+            "  header={k}: {}\n",
+            String::from_utf8_lossy(v.as_bytes())
+        ));
+    }
+    if let Some(n) = spec.connections {
+        text.push_str(&format!("  connections={n}\n"));
+    }
+    if let Some(rate) = spec.limit_rate {
+        text.push_str(&format!("  limit_rate={rate}\n"));
+    }
+    if let Some(sum) = &spec.checksum {
+        text.push_str(&format!("  checksum={sum}\n"));
+    }
+    text
+}
+
 /// Parse and check one URL: http or https with a host.
 pub fn parse_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("invalid URL '{text}': {e}"))?;
@@ -409,6 +437,24 @@ mod tests {
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![5, 6], "{errors:?}");
         assert!(errors[0].reason.contains("connections"), "{errors:?}");
+    }
+
+    #[test]
+    fn saved_entries_parse_back_to_the_same_options() {
+        let text = "http://a/1\n  out=x.bin\n  dir=sub\n  header=X-A: 1\n  connections=4\n  limit_rate=512K\n  checksum=md5=900150983cd24fb0d6963f7d28e17f72\n";
+        let (specs, errors) = parse(text);
+        assert!(errors.is_empty(), "{errors:?}");
+        let saved = format_entry(&specs[0]);
+        let (again, errors) = parse(&saved);
+        assert!(errors.is_empty(), "{saved}: {errors:?}");
+        let a = &again[0];
+        assert_eq!(a.url, specs[0].url);
+        assert_eq!(a.out, specs[0].out);
+        assert_eq!(a.dir, specs[0].dir);
+        assert_eq!(a.headers, specs[0].headers);
+        assert_eq!(a.connections, Some(4));
+        assert_eq!(a.limit_rate, Some(512 * 1024));
+        assert_eq!(a.checksum, specs[0].checksum);
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
         .map_err(RunError::Runtime)?;
     let (events, rx) = EventSender::channel();
     let reporter_thread = report::spawn(report::for_settings(&settings, input.specs.len()), rx);
+    let specs_for_retry = settings.save_failed.as_ref().map(|_| input.specs.clone());
     let summary = runtime.block_on(async {
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(cancel.clone()));
@@ -67,6 +68,17 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
         r.finish(&summary);
     }
     runtime.shutdown_background();
+    if let (Some(specs), Some(path)) = (&specs_for_retry, &settings.save_failed) {
+        let list: String = summary
+            .incomplete
+            .iter()
+            .filter_map(|&id| specs.get(id))
+            .map(input::format_entry)
+            .collect();
+        if let Err(e) = std::fs::write(path, list) {
+            eprintln!("volley: --save-failed {}: {e}", path.display());
+        }
+    }
     if let (Some(jar), Some(path)) = (&jar, &settings.save_cookies) {
         if let Err(e) = jar.save(path) {
             eprintln!("volley: {e}");

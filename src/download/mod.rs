@@ -299,6 +299,21 @@ impl Names {
     }
 }
 
+/// What `--dry-run` found out about one download.
+#[derive(Debug)]
+pub struct Plan {
+    /// The URL after redirects.
+    pub final_url: String,
+    /// The answer's status, 0 when there was none.
+    pub status: u16,
+    /// The size, when the server said.
+    pub size: Option<u64>,
+    /// Where the file would go.
+    pub path: Option<PathBuf>,
+    /// `download`, `resume: ...`, `skip: ...` or `fail: ...`.
+    pub action: String,
+}
+
 /// `NAME.part` for `NAME`.
 pub fn part_path(final_path: &Path) -> PathBuf {
     let mut p = final_path.as_os_str().to_owned();
@@ -444,6 +459,86 @@ impl Downloader {
                 source: e,
             },
         }
+    }
+
+    /// `--dry-run`: what a download would do, from a `HEAD` request (a one-byte
+    /// `GET` when `HEAD` is refused). Nothing is written.
+    pub async fn probe(&self, job: &Job, tries: &mut Tries) -> Plan {
+        let ready = self.prepare(job, tries);
+        let mut plan = Plan {
+            final_url: job.url(),
+            status: 0,
+            size: None,
+            path: tries.final_path.clone(),
+            action: match (&ready, &tries.resume) {
+                (Some(Ok(Completed::Skipped { reason, .. })), _) => format!("skip: {reason}"),
+                (Some(Err(e)), _) => format!("fail: {e}"),
+                (_, Some(state)) => format!(
+                    "resume: {} of the file on disk",
+                    crate::report::human_bytes(state.covered())
+                ),
+                _ => "download".to_string(),
+            },
+        };
+        let request = |method: reqwest::Method| {
+            let mut request = self.client.request(method, job.spec.url.clone());
+            for (k, v) in &job.spec.headers {
+                request = request.header(k, v);
+            }
+            if let Some((user, password)) = self.credentials.for_url(&job.spec.url) {
+                request = request.basic_auth(user, password);
+            }
+            request
+        };
+        let mut result = request(reqwest::Method::HEAD).send().await;
+        if let Ok(r) = &result {
+            if matches!(r.status().as_u16(), 405 | 501) {
+                result = request(reqwest::Method::GET)
+                    .header(RANGE, "bytes=0-0")
+                    .header(ACCEPT_ENCODING, "identity")
+                    .send()
+                    .await;
+            }
+        }
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                plan.action = format!(
+                    "fail: {}",
+                    DownloadError::from_reqwest(e, self.idle_timeout)
+                );
+                return plan;
+            }
+        };
+        plan.final_url = response.url().to_string();
+        plan.status = response.status().as_u16();
+        plan.size = response
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(http::parse_content_range)
+            .and_then(|(_, _, total)| total)
+            .or_else(|| {
+                response
+                    .headers()
+                    .get(reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+            });
+        if !response.status().is_success() {
+            plan.action = format!("fail: HTTP {}", response.status());
+            return plan;
+        }
+        if job.spec.out.is_none() && job.name.is_some() && tries.resume.is_none() {
+            let served = response
+                .headers()
+                .get(CONTENT_DISPOSITION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(naming::from_content_disposition)
+                .unwrap_or_else(|| naming::for_url(response.url()));
+            plan.path = Some(job.dir.join(served));
+        }
+        plan
     }
 
     /// The rate limits of a download, made on its first try.

@@ -138,6 +138,14 @@ impl Reporter for BarsReporter {
                 self.print_above(event);
             }
             Event::Interrupted { id, .. } => self.end(*id),
+            Event::Duplicate { .. } => {
+                self.total.inc(1);
+                self.print_above(event);
+            }
+            Event::Planned { .. } => {
+                self.total.inc(1);
+                self.print_above(event);
+            }
             Event::Retrying { .. } | Event::HostWindow { .. } => self.print_above(event),
         }
     }

@@ -111,6 +111,21 @@ pub fn to_json(event: &Event) -> Value {
             paused,
         } => json!({"event": "host", "host": host, "window": window,
                     "paused_secs": paused.map(|d| d.as_secs_f64())}),
+        Event::Duplicate { id, url, path, of } => {
+            json!({"event": "duplicate", "id": id, "url": url,
+                    "path": path.display().to_string(), "of": of})
+        }
+        Event::Planned {
+            id,
+            url,
+            final_url,
+            status,
+            size,
+            path,
+            action,
+        } => json!({"event": "plan", "id": id, "url": url, "final_url": final_url,
+                    "status": status, "size": size,
+                    "path": path.as_ref().map(|p| p.display().to_string()), "action": action}),
         Event::Interrupted { id, url, path } => {
             json!({"event": "interrupted", "id": id, "url": url,
                     "path": path.as_ref().map(|p| p.display().to_string())})
@@ -180,7 +195,8 @@ impl Reporter for JsonReporter {
             json!({"event": "summary", "succeeded": s.succeeded, "skipped": s.skipped,
                          "failed": s.failures.len(), "interrupted": s.was_interrupted,
                          "not_started": s.not_started, "bytes": s.bytes,
-                         "elapsed": s.elapsed.as_secs_f64()}),
+                         "elapsed": s.elapsed.as_secs_f64(), "dry_run": s.dry_run,
+                         "planned": s.planned}),
         );
         let _ = self.out.flush();
     }

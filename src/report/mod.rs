@@ -6,6 +6,7 @@
 
 pub mod bars;
 pub mod json;
+pub mod paths;
 pub mod plain;
 pub mod summary;
 
@@ -35,6 +36,9 @@ pub fn for_settings(settings: &Settings, total: usize) -> Vec<Box<dyn Reporter>>
     let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
     if settings.json {
         reporters.push(Box::new(json::JsonReporter::new()));
+    }
+    if let Some(mode) = settings.print_paths {
+        reporters.push(Box::new(paths::PathsReporter::new(mode)));
     }
     let mode = match settings.progress {
         _ if settings.quiet => ProgressMode::None,

@@ -20,6 +20,23 @@ impl PlainReporter {
 /// The line for an event, if it has one.
 pub fn line(event: &Event) -> Option<String> {
     Some(match event {
+        Event::Duplicate { url, path, of, .. } => format!(
+            "same     {url}: duplicate of download #{} (saved as {})",
+            of + 1,
+            show_path(path)
+        ),
+        Event::Planned {
+            final_url,
+            status,
+            size,
+            path,
+            action,
+            ..
+        } => format!(
+            "plan     {status:>3} {:>10} {} <- {final_url}: {action}",
+            size.map(human_bytes).unwrap_or_else(|| "?".into()),
+            path.as_deref().map(show_path).unwrap_or_else(|| "-".into()),
+        ),
         Event::Started {
             url,
             path,

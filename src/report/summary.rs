@@ -21,7 +21,14 @@ impl SummaryReporter {
 /// The summary text, one line per entry.
 pub fn render(summary: &RunSummary, quiet: bool) -> Vec<String> {
     let mut lines = Vec::new();
-    if !quiet {
+    if !quiet && summary.dry_run {
+        lines.push(format!(
+            "volley: dry run: {} resolved, {} skipped, {} failed; nothing was downloaded",
+            summary.planned,
+            summary.skipped,
+            summary.failures.len(),
+        ));
+    } else if !quiet {
         lines.push(format!(
             "volley: {} succeeded, {} skipped, {} failed; {} in {} ({})",
             summary.succeeded,

@@ -15,7 +15,7 @@ use crate::config::{OutputName, Settings};
 use crate::download::ratelimit::RateLimiter;
 use crate::download::retry::RetryPolicy;
 use crate::download::{naming, Completed, DownloadError, Downloader, Job, Names, Tries};
-use crate::events::{Event, EventSender, Failure, RunSummary};
+use crate::events::{DownloadId, Event, EventSender, Failure, RunSummary};
 use crate::input::{DownloadSpec, Input};
 
 pub mod hosts;
@@ -28,10 +28,25 @@ enum Outcome {
         transferred: u64,
     },
     Skipped,
+    /// `--dry-run`: resolved.
+    Planned,
     /// Failed for good; bytes fetched on the way still count as transferred.
     Failed(Failure, u64),
     /// Stopped by an interrupt, with the bytes fetched before it.
-    Interrupted(u64),
+    Interrupted(DownloadId, u64),
+}
+
+/// One line of the batch, planned.
+enum Entry {
+    /// A download to run.
+    Job(Box<Job>),
+    /// The same URL and name as an earlier download: reported, not fetched.
+    Duplicate {
+        id: DownloadId,
+        url: String,
+        path: PathBuf,
+        of: DownloadId,
+    },
 }
 
 /// Shared by every download task.
@@ -40,6 +55,8 @@ struct Shared {
     hosts: Hosts,
     /// Directories that could not be created, with the reason.
     bad_dirs: HashMap<PathBuf, String>,
+    /// `--dry-run`.
+    dry_run: bool,
 }
 
 /// Run every download and return what happened.
@@ -54,8 +71,13 @@ pub async fn run(
     let started = Instant::now();
     let to_stdout = settings.output == Some(OutputName::Stdout);
     let names = Names::default();
-    let jobs = plan(settings, input.specs, &names, to_stdout);
-    let bad_dirs = create_dirs(&jobs).await;
+    let entries = plan(settings, input.specs, &names, to_stdout);
+    // A dry run writes nothing, directories included.
+    let bad_dirs = if settings.dry_run {
+        HashMap::new()
+    } else {
+        create_dirs(&entries).await
+    };
     let shared = Arc::new(Shared {
         downloader: Downloader {
             client,
@@ -78,29 +100,47 @@ pub async fn run(
         },
         hosts: Hosts::new(settings.max_per_host, events.clone()),
         bad_dirs,
+        dry_run: settings.dry_run,
     });
 
     let slots = Arc::new(Semaphore::new(settings.jobs));
     let mut running = JoinSet::new();
     let mut summary = RunSummary::default();
-    let total = jobs.len();
-    let mut launched = 0;
-    for job in jobs {
+    let mut entries = entries.into_iter();
+    for entry in entries.by_ref() {
+        let job = match entry {
+            Entry::Job(job) => *job,
+            Entry::Duplicate { id, url, path, of } => {
+                events.send(Event::Duplicate { id, url, path, of });
+                summary.skipped += 1;
+                continue;
+            }
+        };
         let permit = tokio::select! {
             biased;
-            _ = cancel.cancelled() => break,
+            _ = cancel.cancelled() => {
+                summary.incomplete.push(job.id);
+                summary.not_started += 1;
+                break;
+            }
             p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
         while let Some(done) = running.try_join_next() {
             record(&mut summary, done);
         }
-        launched += 1;
         running.spawn(run_one(shared.clone(), job, permit));
+    }
+    for entry in entries {
+        if let Entry::Job(job) = entry {
+            summary.incomplete.push(job.id);
+            summary.not_started += 1;
+        }
     }
     while let Some(done) = running.join_next().await {
         record(&mut summary, done);
     }
-    summary.not_started = total - launched;
+    summary.incomplete.sort_unstable();
+    summary.dry_run = settings.dry_run;
     summary.was_interrupted = cancel.is_cancelled();
     summary.elapsed = started.elapsed();
     summary
@@ -113,23 +153,36 @@ fn record(summary: &mut RunSummary, done: Result<Outcome, tokio::task::JoinError
             summary.bytes += transferred;
         }
         Ok(Outcome::Skipped) => summary.skipped += 1,
+        Ok(Outcome::Planned) => summary.planned += 1,
         Ok(Outcome::Failed(f, transferred)) => {
+            summary.incomplete.push(f.id);
             summary.failures.push(f);
             summary.bytes += transferred;
         }
-        Ok(Outcome::Interrupted(transferred)) => {
+        Ok(Outcome::Interrupted(id, transferred)) => {
+            summary.incomplete.push(id);
             summary.interrupted += 1;
             summary.bytes += transferred;
         }
         Err(e) => summary.failures.push(Failure {
+            id: usize::MAX,
             url: String::from("<internal>"),
             reason: format!("a download task failed: {e}"),
         }),
     }
 }
 
-/// Give every download its directory and a name unique in the batch, in input order.
-fn plan(settings: &Settings, specs: Vec<DownloadSpec>, names: &Names, to_stdout: bool) -> Vec<Job> {
+/// Give every download its directory and a name unique in the batch, in input
+/// order. A URL that comes again with the same `out=` and `dir=` (or none) is a
+/// duplicate of the first: downloaded once.
+fn plan(
+    settings: &Settings,
+    specs: Vec<DownloadSpec>,
+    names: &Names,
+    to_stdout: bool,
+) -> Vec<Entry> {
+    let mut seen: HashMap<(String, Option<String>, PathBuf), (DownloadId, PathBuf)> =
+        HashMap::new();
     specs
         .into_iter()
         .enumerate()
@@ -138,6 +191,15 @@ fn plan(settings: &Settings, specs: Vec<DownloadSpec>, names: &Names, to_stdout:
                 Some(d) => settings.dir.join(d),
                 None => settings.dir.clone(),
             };
+            let key = (spec.url.to_string(), spec.out.clone(), dir.clone());
+            if let Some((of, path)) = seen.get(&key) {
+                return Entry::Duplicate {
+                    id,
+                    url: key.0,
+                    path: path.clone(),
+                    of: *of,
+                };
+            }
             let name = (!to_stdout).then(|| {
                 let wanted = spec
                     .out
@@ -148,22 +210,29 @@ fn plan(settings: &Settings, specs: Vec<DownloadSpec>, names: &Names, to_stdout:
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or(wanted)
             });
-            Job {
+            let path = match &name {
+                Some(n) => dir.join(n),
+                None => PathBuf::from("-"),
+            };
+            seen.insert(key, (id, path));
+            Entry::Job(Box::new(Job {
                 id,
                 spec,
                 dir,
                 name,
-            }
+            }))
         })
         .collect()
 }
 
 /// Create each distinct directory once; a failure fails only its downloads.
-async fn create_dirs(jobs: &[Job]) -> HashMap<PathBuf, String> {
-    let mut dirs: Vec<PathBuf> = jobs
+async fn create_dirs(entries: &[Entry]) -> HashMap<PathBuf, String> {
+    let mut dirs: Vec<PathBuf> = entries
         .iter()
-        .filter(|j| j.name.is_some())
-        .map(|j| j.dir.clone())
+        .filter_map(|e| match e {
+            Entry::Job(j) if j.name.is_some() => Some(j.dir.clone()),
+            _ => None,
+        })
         .collect();
     dirs.sort();
     dirs.dedup();
@@ -188,6 +257,9 @@ async fn run_one(shared: Arc<Shared>, job: Job, _slot: OwnedSemaphorePermit) -> 
     let url = job.url();
     let mut tries = Tries::new();
     let began = Instant::now();
+    if shared.dry_run {
+        return dry_run(&shared, &job, &mut tries).await;
+    }
     let result = match shared.bad_dirs.get(&job.dir) {
         Some(reason) => Err(Stop::Failed(reason.clone())),
         None => try_until_done(&shared, &job, &mut tries).await,
@@ -226,7 +298,7 @@ async fn run_one(shared: Arc<Shared>, job: Job, _slot: OwnedSemaphorePermit) -> 
                 url,
                 path,
             });
-            Outcome::Interrupted(tries.progress.transferred())
+            Outcome::Interrupted(job.id, tries.progress.transferred())
         }
         Err(Stop::Failed(reason)) => {
             events.send(Event::Failed {
@@ -235,8 +307,51 @@ async fn run_one(shared: Arc<Shared>, job: Job, _slot: OwnedSemaphorePermit) -> 
                 path,
                 reason: reason.clone(),
             });
-            Outcome::Failed(Failure { url, reason }, tries.progress.transferred())
+            Outcome::Failed(
+                Failure {
+                    id: job.id,
+                    url,
+                    reason,
+                },
+                tries.progress.transferred(),
+            )
         }
+    }
+}
+
+/// `--dry-run`: resolve one download and report what it would do.
+async fn dry_run(shared: &Shared, job: &Job, tries: &mut Tries) -> Outcome {
+    let dl = &shared.downloader;
+    let host = shared.hosts.get(&job.spec.url);
+    let plan = {
+        let _connection = tokio::select! {
+            biased;
+            _ = dl.cancel.cancelled() => return Outcome::Interrupted(job.id, 0),
+            p = host.acquire() => p,
+        };
+        dl.probe(job, tries).await
+    };
+    let failed = plan.action.starts_with("fail");
+    dl.events.send(Event::Planned {
+        id: job.id,
+        url: job.url(),
+        final_url: plan.final_url,
+        status: plan.status,
+        size: plan.size,
+        path: plan.path,
+        action: plan.action.clone(),
+    });
+    if failed {
+        Outcome::Failed(
+            Failure {
+                id: job.id,
+                url: job.url(),
+                reason: plan.action,
+            },
+            0,
+        )
+    } else {
+        Outcome::Planned
     }
 }
 
