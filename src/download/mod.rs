@@ -103,6 +103,16 @@ pub enum DownloadError {
     /// SIGINT/SIGTERM.
     #[error("interrupted")]
     Interrupted,
+    /// The filesystem has clearly too little free space for the file.
+    #[error("{dir} has {} free, the file needs {} more; free some space or choose another --dir", crate::report::human_bytes(*free), crate::report::human_bytes(*needed))]
+    NoSpace {
+        /// The directory.
+        dir: PathBuf,
+        /// Bytes still to write.
+        needed: u64,
+        /// Bytes available.
+        free: u64,
+    },
     /// The bytes do not hash to the expected digest; the `.part` was deleted.
     /// `again`: the first mismatch, to be fetched once more from scratch.
     #[error("{mismatch}{}", if *again { "; fetching it again from scratch" } else { " (the partial file was deleted)" })]
@@ -234,6 +244,13 @@ pub struct Tries {
     checksum_failures: u32,
     /// The hash of what went to stdout (`-o -`), when a checksum is verified.
     stdout_verify: Option<checksum::Verifier>,
+    /// `-N`: the existing final file's mtime and size, to ask the server
+    /// whether it has anything newer.
+    local: Option<(std::time::SystemTime, u64)>,
+    /// The server's Last-Modified of the body being saved.
+    pub last_modified: Option<String>,
+    /// The free-space check was done.
+    space_checked: bool,
     /// This download's rate limits, once known.
     limits: Option<Limits>,
     /// Live counters.
@@ -253,6 +270,9 @@ impl Tries {
             failed: 0,
             checksum_failures: 0,
             stdout_verify: None,
+            local: None,
+            last_modified: None,
+            space_checked: false,
             limits: None,
             progress: Progress::new(),
         }
@@ -350,6 +370,10 @@ pub struct Downloader {
     pub sums: crate::input::Sums,
     /// HTTP Basic credentials (`--http-user`, `--netrc`).
     pub credentials: auth::Credentials,
+    /// `-N`: mtimes from Last-Modified, conditional requests for existing files.
+    pub timestamping: bool,
+    /// How space is reserved for files of known size.
+    pub file_allocation: crate::config::FileAllocation,
 }
 
 impl Downloader {
@@ -365,6 +389,13 @@ impl Downloader {
         let path = job.dir.join(name);
         match self.settle_existing(job, path, name) {
             Ok(path) => {
+                if self.timestamping {
+                    tries.local = path
+                        .symlink_metadata()
+                        .ok()
+                        .filter(std::fs::Metadata::is_file)
+                        .and_then(|m| Some((m.modified().ok()?, m.len())));
+                }
                 self.pick_up_resume(job, tries, &path);
                 tries.final_path = Some(path);
                 None
@@ -381,6 +412,10 @@ impl Downloader {
         name: &str,
     ) -> Result<PathBuf, Result<Completed, DownloadError>> {
         if path.symlink_metadata().is_err() {
+            return Ok(path);
+        }
+        // -N asks the server whether it has something newer instead.
+        if self.timestamping {
             return Ok(path);
         }
         match self.on_exists {
@@ -541,6 +576,86 @@ impl Downloader {
         plan
     }
 
+    /// `-N`: the server has nothing newer than the local file (a 304, or a
+    /// Last-Modified no newer and the same size): skip it.
+    fn not_newer(&self, tries: &mut Tries, response: &Response) -> Option<Completed> {
+        let (mtime, size) = tries.local?;
+        let path = tries.final_path.clone()?;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return Some(Completed::Skipped {
+                path,
+                reason: "not modified on the server".into(),
+            });
+        }
+        let remote = header_text(response, LAST_MODIFIED)
+            .and_then(|t| httpdate::parse_http_date(&t).ok())?;
+        let remote_size = response
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(http::parse_content_range)
+            .and_then(|(_, _, total)| total)
+            .or_else(|| {
+                (response.status() == StatusCode::OK)
+                    .then(|| response.content_length())
+                    .flatten()
+            })?;
+        (remote <= mtime && remote_size == size).then(|| Completed::Skipped {
+            path,
+            reason: "not newer on the server".into(),
+        })
+    }
+
+    /// After a download to a file: with `-N`, give it the server's
+    /// Last-Modified as its mtime.
+    pub async fn stamp(&self, tries: &Tries, path: &Path) {
+        if !self.timestamping {
+            return;
+        }
+        let Some(time) = tries
+            .last_modified
+            .as_deref()
+            .and_then(|t| httpdate::parse_http_date(t).ok())
+        else {
+            return;
+        };
+        let path = path.to_path_buf();
+        let _ = tokio::task::spawn_blocking(move || {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_modified(time))
+        })
+        .await;
+    }
+
+    /// Fail at once when the filesystem clearly cannot hold the rest of a file.
+    async fn check_space(
+        &self,
+        tries: &mut Tries,
+        dir: &Path,
+        needed: u64,
+    ) -> Result<(), DownloadError> {
+        if tries.space_checked || needed < writer::BATCH_BYTES as u64 {
+            return Ok(());
+        }
+        tries.space_checked = true;
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir.to_path_buf()
+        };
+        let probe = dir.clone();
+        let free = tokio::task::spawn_blocking(move || writer::free_space(&probe))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        match free {
+            Some(free) if free < needed => Err(DownloadError::NoSpace { dir, needed, free }),
+            _ => Ok(()),
+        }
+    }
+
     /// The rate limits of a download, made on its first try.
     fn limits(&self, job: &Job, tries: &mut Tries) -> Limits {
         tries
@@ -602,6 +717,12 @@ impl Downloader {
         if let Some((user, password)) = self.credentials.for_url(&job.spec.url) {
             request = request.basic_auth(user, password);
         }
+        if let (Some((mtime, _)), None | Some((0, _))) = (tries.local, range) {
+            request = request.header(
+                reqwest::header::IF_MODIFIED_SINCE,
+                httpdate::fmt_http_date(mtime),
+            );
+        }
         if let Some((start, end)) = range {
             let end = end.map(|e| (e - 1).to_string()).unwrap_or_default();
             request = request
@@ -641,6 +762,9 @@ impl Downloader {
         }
         let offset = range.map_or(0, |(s, _)| s);
         let status = response.status();
+        if let Some(done) = self.not_newer(tries, &response) {
+            return Ok(done);
+        }
         if status == StatusCode::RANGE_NOT_SATISFIABLE && offset > 0 {
             return self.range_not_satisfiable(job, tries, offset).await;
         }
@@ -674,6 +798,12 @@ impl Downloader {
         match tries.resume.as_ref() {
             Some(old) if holes => state.done = old.done.clone(),
             _ => state.set_contiguous(offset),
+        }
+        tries.last_modified = state.last_modified.clone();
+        if let Some(total) = size {
+            let dir = final_path.parent().unwrap_or(Path::new("."));
+            self.check_space(tries, dir, total.saturating_sub(state.covered()))
+                .await?;
         }
         if let (StatusCode::PARTIAL_CONTENT, Some(total)) = (status, size) {
             let remaining = total - state.covered();
@@ -723,6 +853,9 @@ impl Downloader {
         let verify =
             checksum::Verifier::new(self.expected(job, &final_path, Some(response.headers())));
         let mut writer = PartWriter::new(part.clone(), offset, verify);
+        if let Some(total) = size {
+            writer = writer.reserving(self.file_allocation, total);
+        }
         let io_err = |source| DownloadError::Io {
             path: part.clone(),
             source,
@@ -738,12 +871,12 @@ impl Downloader {
             let next = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => {
-                    self.keep_partial(tries, &mut writer).await.map_err(io_err)?;
+                    self.keep_partial(tries, &mut writer, true).await.map_err(io_err)?;
                     return Err(DownloadError::Interrupted);
                 }
                 _ = &mut checkpoint => {
                     if writer.has_unsynced() {
-                        self.keep_partial(tries, &mut writer).await.map_err(io_err)?;
+                        self.keep_partial(tries, &mut writer, false).await.map_err(io_err)?;
                     }
                     checkpoint.as_mut().reset(tokio::time::Instant::now() + CHECKPOINT_INTERVAL);
                     continue;
@@ -757,14 +890,14 @@ impl Downloader {
                 Some(Ok(chunk)) => {
                     let n = chunk.len() as u64;
                     if let Err(e) = writer.push(chunk).await {
-                        let _ = self.keep_partial(tries, &mut writer).await;
+                        let _ = self.keep_partial(tries, &mut writer, true).await;
                         return Err(io_err(e));
                     }
                     tries.progress.add(n);
                     resume_at = limits.reserve(n);
                 }
                 Some(Err(e)) => {
-                    self.keep_partial(tries, &mut writer)
+                    self.keep_partial(tries, &mut writer, true)
                         .await
                         .map_err(io_err)?;
                     return Err(DownloadError::from_reqwest(e, self.idle_timeout));
@@ -774,7 +907,7 @@ impl Downloader {
         }
         let end = writer.end();
         if let Some(expected) = size.filter(|&s| s != end) {
-            self.keep_partial(tries, &mut writer)
+            self.keep_partial(tries, &mut writer, true)
                 .await
                 .map_err(io_err)?;
             return Err(DownloadError::ShortBody { got: end, expected });
@@ -923,9 +1056,15 @@ impl Downloader {
         });
     }
 
-    /// Flush what arrived and record it in the state file.
-    async fn keep_partial(&self, tries: &mut Tries, writer: &mut PartWriter) -> io::Result<()> {
-        let durable = writer.sync().await?;
+    /// Flush what arrived and record it in the state file. `stopping`: the try
+    /// ends here, so space reserved beyond the data is given back.
+    async fn keep_partial(
+        &self,
+        tries: &mut Tries,
+        writer: &mut PartWriter,
+        stopping: bool,
+    ) -> io::Result<()> {
+        let durable = writer.sync(stopping).await?;
         let Some(state) = tries.resume.as_mut() else {
             return Ok(());
         };

@@ -352,7 +352,12 @@ pub(super) struct Start<P> {
 
 /// Create or reuse the `.part`, sized to the whole file. A fresh start removes a
 /// stale state file first, so it can never describe the new bytes.
-async fn open_part(part: PathBuf, fresh: bool, size: u64) -> io::Result<File> {
+async fn open_part(
+    part: PathBuf,
+    fresh: bool,
+    size: u64,
+    mode: crate::config::FileAllocation,
+) -> io::Result<File> {
     tokio::task::spawn_blocking(move || {
         if fresh {
             match std::fs::remove_file(ResumeState::path_for(&part)) {
@@ -361,7 +366,7 @@ async fn open_part(part: PathBuf, fresh: bool, size: u64) -> io::Result<File> {
             }
         }
         let file = writer::create_nofollow(&part, fresh)?;
-        file.set_len(size)?;
+        writer::reserve_space(&file, mode, 0, size)?;
         Ok(file)
     })
     .await
@@ -388,9 +393,14 @@ impl Downloader {
             path: part.clone(),
             source,
         };
-        let file = open_part(part.clone(), state.done.is_empty(), size)
-            .await
-            .map_err(io_err)?;
+        let file = open_part(
+            part.clone(),
+            state.done.is_empty(),
+            size,
+            self.file_allocation,
+        )
+        .await
+        .map_err(io_err)?;
         let pieces = plan(&state.gaps(size), start.connections, start.min_split_size);
         self.start(job, tries, &final_path, state.covered(), Some(size));
         let expected = self.expected(job, &final_path, Some(start.response.headers()));

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::checksum::{Checksum, Mismatch, Verifier};
+use crate::config::FileAllocation;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
@@ -99,6 +100,8 @@ pub struct PartWriter {
     /// A write failed: the file may miss bytes before `next_offset`, so nothing
     /// more is written or reported as durable.
     failed: bool,
+    /// Space to reserve when the file is opened: the mode and the file's size.
+    reserve: Option<(FileAllocation, u64)>,
 }
 
 impl PartWriter {
@@ -117,7 +120,14 @@ impl PartWriter {
             next_offset: offset,
             synced: offset,
             failed: false,
+            reserve: None,
         }
+    }
+
+    /// Reserve space for the whole file (`size` bytes) when it is opened.
+    pub fn reserving(mut self, mode: FileAllocation, size: u64) -> Self {
+        self.reserve = Some((mode, size));
+        self
     }
 
     /// The `.part` path.
@@ -164,11 +174,18 @@ impl PartWriter {
         // Only the first open of a fresh download truncates.
         let truncate = std::mem::replace(&mut self.truncate, false);
         let unhashed = std::mem::take(&mut self.unhashed);
+        let reserve = self.reserve.take();
         move || {
             let Carry { file, mut verify } = carry;
             let file = match file {
                 Some(f) => f,
-                None => open_part(&part, truncate, offset)?,
+                None => {
+                    let f = open_part(&part, truncate, offset)?;
+                    if let Some((mode, size)) = reserve {
+                        reserve_space(&f, mode, offset, size)?;
+                    }
+                    f
+                }
             };
             if let Some(v) = verify.as_mut() {
                 if unhashed > 0 {
@@ -194,13 +211,18 @@ impl PartWriter {
     }
 
     /// Write everything collected and flush it to disk. Returns the offset up to
-    /// which bytes are durable, to record in the state file.
-    pub async fn sync(&mut self) -> io::Result<u64> {
+    /// which bytes are durable, to record in the state file. With `trim`, the
+    /// file is cut to that length (space reserved for the rest is given back).
+    pub async fn sync(&mut self, trim: bool) -> io::Result<u64> {
         let carry = self.take_carry().await?;
         let job = self.batch_job(carry);
+        let end = self.next_offset;
         let result = tokio::task::spawn_blocking(move || {
             let carry = job()?;
             if let Some(f) = &carry.file {
+                if trim {
+                    f.set_len(end)?;
+                }
                 f.sync_data()?;
             }
             Ok::<_, io::Error>(carry)
@@ -455,6 +477,42 @@ impl SegmentWriter {
     }
 }
 
+/// Bytes available to an unprivileged user on the filesystem of `dir`.
+pub fn free_space(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `stat` a writable statvfs.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::useless_conversion)] // the field types differ between platforms
+    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+}
+
+/// Reserve space for a file of `size` bytes from `from` on (`--file-allocation`):
+/// `falloc` asks the filesystem for the blocks (falling back to a sparse size
+/// where it cannot), `prealloc` sets the size (sparse), `none` does nothing.
+pub fn reserve_space(file: &File, mode: FileAllocation, from: u64, size: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if size <= from {
+        return Ok(());
+    }
+    match mode {
+        FileAllocation::None => Ok(()),
+        FileAllocation::Prealloc => file.set_len(size),
+        FileAllocation::Falloc => {
+            let len = (size - from) as libc::off_t;
+            // SAFETY: a valid open file descriptor.
+            match unsafe { libc::posix_fallocate(file.as_raw_fd(), from as libc::off_t, len) } {
+                0 => Ok(()),
+                libc::EOPNOTSUPP | libc::EINVAL => file.set_len(size),
+                err => Err(io::Error::from_raw_os_error(err)),
+            }
+        }
+    }
+}
+
 fn open_part(part: &Path, truncate: bool, offset: u64) -> io::Result<File> {
     let file = create_nofollow(part, truncate)?;
     if !truncate {
@@ -538,7 +596,7 @@ mod tests {
         std::fs::write(&part, b"confirmed-garbage").unwrap();
         let mut w = PartWriter::new(part.clone(), 9, None);
         w.push(Bytes::from_static(b"+rest")).await.unwrap();
-        assert_eq!(w.sync().await.unwrap(), 14);
+        assert_eq!(w.sync(false).await.unwrap(), 14);
         assert_eq!(std::fs::read(&part).unwrap(), b"confirmed+rest");
     }
 
@@ -551,11 +609,11 @@ mod tests {
         // The first batch fails: its directory does not exist yet.
         w.push(Bytes::from(vec![1u8; BATCH_BYTES])).await.unwrap();
         w.push(Bytes::from_static(b"tail")).await.unwrap();
-        assert!(w.sync().await.is_err());
+        assert!(w.sync(false).await.is_err());
         // Even once the file could be opened, the first batch's bytes are
         // missing: the writer must not reopen and call the rest durable.
         std::fs::create_dir(&sub).unwrap();
-        assert!(w.sync().await.is_err());
+        assert!(w.sync(false).await.is_err());
         assert!(!part.exists(), "nothing written after the failure");
     }
 
@@ -568,7 +626,7 @@ mod tests {
         std::os::unix::fs::symlink(&target, &part).unwrap();
         let mut w = PartWriter::new(part, 0, None);
         w.push(Bytes::from_static(b"x")).await.unwrap();
-        assert!(w.sync().await.is_err());
+        assert!(w.sync(false).await.is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
     }
 }

@@ -97,6 +97,8 @@ pub async fn run(
             rate_limit_per_download: settings.limit_rate_per_download,
             sums: input.sums,
             credentials,
+            timestamping: settings.timestamping,
+            file_allocation: settings.file_allocation,
         },
         hosts: Hosts::new(settings.max_per_host, events.clone()),
         bad_dirs,
@@ -385,6 +387,11 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
         let error = match result {
             Ok(done) => {
                 host.success();
+                if let Completed::Done { path, .. } = &done {
+                    if job.name.is_some() {
+                        dl.stamp(tries, path).await;
+                    }
+                }
                 return Ok(done);
             }
             Err(DownloadError::Interrupted) => return Err(Stop::Interrupted),
