@@ -43,6 +43,8 @@ pub struct DownloadSpec {
     pub limit_rate: Option<u64>,
     /// The expected digest (`checksum=` or `--checksum`).
     pub checksum: Option<Checksum>,
+    /// Other URLs of the same file (mirrors), in the order given.
+    pub mirrors: Vec<Url>,
 }
 
 /// Expected digests by file name, from `--checksum-file`.
@@ -67,6 +69,7 @@ impl DownloadSpec {
             connections: None,
             limit_rate: None,
             checksum: None,
+            mirrors: Vec::new(),
         }
     }
 }
@@ -247,20 +250,14 @@ pub fn parse_list(
             }
             continue;
         }
-        let mut tokens = text.split_whitespace();
-        let first = tokens.next().unwrap_or_default();
-        if tokens.next().is_some() {
-            err(
-                "several URLs on one line (mirrors) are not supported yet; put one URL per line"
-                    .into(),
-            );
-            current = None;
-            after_bad_url = true;
-            continue;
-        }
-        match parse_url(first) {
-            Ok(url) => {
-                specs.push(DownloadSpec::new(url));
+        // Several URLs on one line are mirrors of one file, as in aria2c.
+        let urls: Result<Vec<Url>, String> = text.split_whitespace().map(parse_url).collect();
+        match urls {
+            Ok(mut urls) => {
+                let mut spec = DownloadSpec::new(urls.remove(0));
+                urls.dedup();
+                spec.mirrors = urls;
+                specs.push(spec);
                 current = Some(specs.len() - 1);
                 after_bad_url = false;
             }
@@ -277,7 +274,12 @@ pub fn parse_list(
 /// One download in the list format, with the options it was given: what
 /// `--save-failed` writes, so that `volley -i FILE` retries exactly it.
 pub fn format_entry(spec: &DownloadSpec) -> String {
-    let mut text = format!("{}\n", spec.url);
+    let mut text = spec.url.to_string();
+    for m in &spec.mirrors {
+        text.push('\t');
+        text.push_str(m.as_str());
+    }
+    text.push('\n');
     if let Some(out) = &spec.out {
         text.push_str(&format!("  out={out}\n"));
     }
@@ -455,6 +457,22 @@ mod tests {
         assert_eq!(a.connections, Some(4));
         assert_eq!(a.limit_rate, Some(512 * 1024));
         assert_eq!(a.checksum, specs[0].checksum);
+    }
+
+    #[test]
+    fn several_urls_on_a_line_are_mirrors() {
+        let (specs, errors) = parse(
+            "http://a/f.iso\thttp://b/f.iso http://c/f.iso\n  out=x.iso\nhttp://a/1 nota-url\n",
+        );
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].mirrors.len(), 2);
+        assert_eq!(specs[0].mirrors[1].as_str(), "http://c/f.iso");
+        assert_eq!(specs[0].out.as_deref(), Some("x.iso"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 3);
+        let saved = format_entry(&specs[0]);
+        let (again, _) = parse(&saved);
+        assert_eq!(again[0].mirrors, specs[0].mirrors);
     }
 
     #[test]

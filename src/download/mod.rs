@@ -137,6 +137,19 @@ impl DownloadError {
         }
     }
 
+    /// Whether the failure belongs to the server asked (another mirror may do
+    /// better), rather than to the file or the local disk.
+    pub fn is_source_failure(&self) -> bool {
+        matches!(
+            self,
+            DownloadError::Http { .. }
+                | DownloadError::Network(_)
+                | DownloadError::Tls(_)
+                | DownloadError::Redirect(_)
+                | DownloadError::ShortBody { .. }
+        )
+    }
+
     /// Whether the host is pushing back (429, 503, a network error): its
     /// connection window shrinks.
     pub fn is_congestion(&self) -> bool {
@@ -217,6 +230,16 @@ pub struct Job {
 }
 
 impl Job {
+    /// The URL and its mirrors, in order: the sources of the file.
+    pub fn sources(&self) -> impl Iterator<Item = &reqwest::Url> {
+        std::iter::once(&self.spec.url).chain(self.spec.mirrors.iter())
+    }
+
+    /// Source `i` (0 is the URL itself).
+    pub fn source(&self, i: usize) -> &reqwest::Url {
+        self.sources().nth(i).unwrap_or(&self.spec.url)
+    }
+
     /// The URL as text.
     pub fn url(&self) -> String {
         self.spec.url.to_string()
@@ -251,6 +274,13 @@ pub struct Tries {
     pub last_modified: Option<String>,
     /// The free-space check was done.
     space_checked: bool,
+    /// The source (0: the URL, then its mirrors) the next try uses.
+    pub source: usize,
+    /// Sources given up on (an error another try would not fix, or a size
+    /// that disagrees).
+    pub abandoned: Vec<usize>,
+    /// Sources that failed since the last retry was spent.
+    pub failed_this_round: Vec<usize>,
     /// This download's rate limits, once known.
     limits: Option<Limits>,
     /// Live counters.
@@ -273,6 +303,9 @@ impl Tries {
             local: None,
             last_modified: None,
             space_checked: false,
+            source: 0,
+            abandoned: Vec::new(),
+            failed_this_round: Vec::new(),
             limits: None,
             progress: Progress::new(),
         }
@@ -461,9 +494,14 @@ impl Downloader {
         headers: Option<&reqwest::header::HeaderMap>,
     ) -> Vec<checksum::Checksum> {
         let mut expected = Vec::new();
+        // The final name, else the name asked for (`--on-exists rename` saves
+        // `NAME.1.EXT` but it is still the file the checksum file lists).
         let by_name = || {
             let name = final_path.file_name()?.to_str()?;
-            self.sums.get(name).cloned()
+            self.sums
+                .get(name)
+                .or_else(|| self.sums.get(job.name.as_deref()?))
+                .cloned()
         };
         if let Some(c) = job.spec.checksum.clone().or_else(by_name) {
             expected.push(c);
@@ -520,7 +558,7 @@ impl Downloader {
             for (k, v) in &job.spec.headers {
                 request = request.header(k, v);
             }
-            if let Some((user, password)) = self.credentials.for_url(&job.spec.url) {
+            if let Some((user, password)) = self.credentials_for(job, &job.spec.url) {
                 request = request.basic_auth(user, password);
             }
             request
@@ -571,7 +609,11 @@ impl Downloader {
                 .and_then(|v| v.to_str().ok())
                 .and_then(naming::from_content_disposition)
                 .unwrap_or_else(|| naming::for_url(response.url()));
-            plan.path = Some(job.dir.join(served));
+            // Only a name the server gives moves the file (as in a real run);
+            // otherwise the planned name stands (`--on-exists rename` included).
+            if served != naming::for_url(&job.spec.url) && Some(&served) != job.name.as_ref() {
+                plan.path = Some(job.dir.join(served));
+            }
         }
         plan
     }
@@ -656,6 +698,25 @@ impl Downloader {
         }
     }
 
+    /// Credentials for a request of `job` to `url`, unless the download sets its
+    /// own `Authorization` header (`header=` in a list).
+    pub fn credentials_for(
+        &self,
+        job: &Job,
+        url: &reqwest::Url,
+    ) -> Option<(String, Option<String>)> {
+        let own = job
+            .spec
+            .headers
+            .iter()
+            .any(|(k, _)| k == reqwest::header::AUTHORIZATION);
+        if own {
+            None
+        } else {
+            self.credentials.for_url(url)
+        }
+    }
+
     /// The rate limits of a download, made on its first try.
     fn limits(&self, job: &Job, tries: &mut Tries) -> Limits {
         tries
@@ -710,11 +771,12 @@ impl Downloader {
         tries: &Tries,
         range: Option<(u64, Option<u64>)>,
     ) -> Result<Response, DownloadError> {
-        let mut request = self.client.get(job.spec.url.clone());
+        let url = job.source(tries.source);
+        let mut request = self.client.get(url.clone());
         for (k, v) in &job.spec.headers {
             request = request.header(k, v);
         }
-        if let Some((user, password)) = self.credentials.for_url(&job.spec.url) {
+        if let Some((user, password)) = self.credentials_for(job, url) {
             request = request.basic_auth(user, password);
         }
         if let (Some((mtime, _)), None | Some((0, _))) = (tries.local, range) {
@@ -728,7 +790,15 @@ impl Downloader {
             request = request
                 .header(RANGE, format!("bytes={start}-{end}"))
                 .header(ACCEPT_ENCODING, "identity");
-            if let Some(v) = tries.resume.as_ref().and_then(ResumeState::if_range) {
+            // Validators are only comparable on the server that issued them.
+            let same_source =
+                |s: &&ResumeState| s.source.as_deref().unwrap_or(s.url.as_str()) == url.as_str();
+            if let Some(v) = tries
+                .resume
+                .as_ref()
+                .filter(same_source)
+                .and_then(ResumeState::if_range)
+            {
                 request = request.header(IF_RANGE, v);
             }
         }
@@ -766,7 +836,9 @@ impl Downloader {
             return Ok(done);
         }
         if status == StatusCode::RANGE_NOT_SATISFIABLE && offset > 0 {
-            return self.range_not_satisfiable(job, tries, offset).await;
+            return self
+                .range_not_satisfiable(job, tries, offset, response.headers())
+                .await;
         }
         if !status.is_success() {
             return Err(DownloadError::Http {
@@ -774,7 +846,12 @@ impl Downloader {
                 retry_after: http::retry_after(response.headers()),
             });
         }
-        let (offset, size) = self.check_range(tries, &response, range.map(|(s, _)| s))?;
+        let (offset, size) = self.check_range(
+            tries,
+            &response,
+            range.map(|(s, _)| s),
+            job.source(tries.source),
+        )?;
         if job.name.is_none() {
             return self
                 .stream_to_stdout(job, tries, response, offset, size, &limits)
@@ -790,6 +867,9 @@ impl Downloader {
             .clone()
             .expect("a file download has a path");
         let mut state = ResumeState::new(job.spec.url.as_str());
+        if tries.source != 0 {
+            state.source = Some(job.source(tries.source).to_string());
+        }
         state.size = size;
         state.etag = header_text(&response, ETAG);
         state.last_modified = header_text(&response, LAST_MODIFIED);
@@ -930,6 +1010,7 @@ impl Downloader {
         job: &Job,
         tries: &mut Tries,
         offset: u64,
+        headers: &reqwest::header::HeaderMap,
     ) -> Result<Completed, DownloadError> {
         let whole = tries.resume.as_ref().and_then(|s| s.size) == Some(offset);
         if job.name.is_none() || !whole {
@@ -945,7 +1026,7 @@ impl Downloader {
             .expect("a file download has a path");
         self.start(job, tries, &final_path, offset, Some(offset));
         let part = part_path(&final_path);
-        let verify = checksum::Verifier::new(self.expected(job, &final_path, None));
+        let verify = checksum::Verifier::new(self.expected(job, &final_path, Some(headers)));
         let writer = PartWriter::new(part.clone(), offset, verify);
         let stale = Some(ResumeState::path_for(&part));
         let (bytes, checksum) = writer
@@ -966,6 +1047,7 @@ impl Downloader {
         tries: &mut Tries,
         response: &Response,
         asked: Option<u64>,
+        source: &reqwest::Url,
     ) -> Result<(u64, Option<u64>), DownloadError> {
         if response.status() != StatusCode::PARTIAL_CONTENT {
             return Ok((0, response.content_length()));
@@ -988,7 +1070,12 @@ impl Downloader {
             Some((_, _, total)) if known.is_some_and(|k| k.size.is_some() && k.size != total) => {
                 Some("the file's size changed on the server".to_string())
             }
-            Some(_) if known.is_some_and(|k| validators_differ(k, response)) => {
+            Some(_)
+                if known.is_some_and(|k| {
+                    k.source.as_deref().unwrap_or(k.url.as_str()) == source.as_str()
+                        && validators_differ(k, response)
+                }) =>
+            {
                 Some("the file changed on the server (ETag/Last-Modified differ)".to_string())
             }
             Some(_) => None,
@@ -1017,12 +1104,17 @@ impl Downloader {
             return Ok(None);
         }
         let provisional = job.name.as_deref().unwrap_or_default();
-        let served = response
+        let disposition = response
             .headers()
             .get(CONTENT_DISPOSITION)
             .and_then(|v| v.to_str().ok())
-            .and_then(naming::from_content_disposition)
-            .unwrap_or_else(|| naming::for_url(response.url()));
+            .and_then(naming::from_content_disposition);
+        // A mirror's own URL does not name the file: the first URL does.
+        let served = match disposition {
+            Some(name) => name,
+            None if tries.source != 0 => return Ok(None),
+            None => naming::for_url(response.url()),
+        };
         if served == naming::for_url(&job.spec.url) || served == provisional {
             return Ok(None);
         }

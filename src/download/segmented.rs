@@ -325,6 +325,12 @@ pub(super) struct Split<'a, S: Slots> {
     table: Mutex<Table>,
     /// The in-order hash, when a checksum is verified.
     hash: Option<Arc<Mutex<Ordered>>>,
+    /// The file's URL and its mirrors; connections are spread over the live ones.
+    sources: Vec<reqwest::Url>,
+    /// The source whose validators the state holds (the first answer's).
+    home: usize,
+    /// Sources given up on (before or during this try).
+    dropped: Mutex<Vec<usize>>,
     /// Tells every connection to flush, hand back its range and return.
     stop: CancellationToken,
     /// Bumped after each checkpoint: every connection writes out what it holds,
@@ -419,6 +425,9 @@ impl Downloader {
             steal_min: steal_min(start.min_split_size),
             table: Mutex::new(Table::default()),
             hash: Verifier::new(expected).map(Ordered::new),
+            sources: job.sources().cloned().collect(),
+            home: tries.source,
+            dropped: Mutex::new(tries.abandoned.clone()),
             stop: CancellationToken::new(),
             flush: tokio::sync::watch::Sender::new(0),
         };
@@ -698,8 +707,9 @@ impl<'a, S: Slots> Split<'a, S> {
         let (response, response_end) = match first {
             Some(r) => r,
             None => {
-                let response = self.request(start, end).await?;
-                let response_end = self.check(&response, start)?;
+                let source = self.source_for(conn);
+                let response = self.request(source, start, end).await?;
+                let response_end = self.check(&response, start, source)?;
                 (response, response_end)
             }
         };
@@ -718,19 +728,50 @@ impl<'a, S: Slots> Split<'a, S> {
         streamed
     }
 
-    async fn request(&self, start: u64, end: u64) -> Result<Response, DownloadError> {
+    /// The source connection `conn` asks: the live sources in turn, from the
+    /// one that answered first.
+    fn source_for(&self, conn: usize) -> usize {
+        let dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.sources.len();
+        let live: Vec<usize> = (0..n)
+            .map(|k| (self.home + k) % n)
+            .filter(|i| *i == self.home || !dropped.contains(i))
+            .collect();
+        live[conn % live.len()]
+    }
+
+    /// Give up on a mirror that disagrees with the file; its connection moves on.
+    fn drop_source(&self, source: usize, why: &str) -> DownloadError {
+        let mut dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        if !dropped.contains(&source) {
+            dropped.push(source);
+        }
+        DownloadError::Network(format!(
+            "mirror {} {why}; dropped for this file",
+            self.sources[source]
+        ))
+    }
+
+    async fn request(
+        &self,
+        source: usize,
+        start: u64,
+        end: u64,
+    ) -> Result<Response, DownloadError> {
         let dl = self.dl;
-        let mut request = dl.client.get(self.job.spec.url.clone());
+        let url = &self.sources[source];
+        let mut request = dl.client.get(url.clone());
         for (k, v) in &self.job.spec.headers {
             request = request.header(k, v);
         }
-        if let Some((user, password)) = dl.credentials.for_url(&self.job.spec.url) {
+        if let Some((user, password)) = dl.credentials_for(self.job, url) {
             request = request.basic_auth(user, password);
         }
         request = request
             .header(RANGE, format!("bytes={start}-{}", end - 1))
             .header(ACCEPT_ENCODING, "identity");
-        if let Some(v) = &self.if_range {
+        // Validators are only comparable on the server that issued them.
+        if let Some(v) = self.if_range.as_ref().filter(|_| source == self.home) {
             request = request.header(IF_RANGE, v);
         }
         tokio::select! {
@@ -742,8 +783,12 @@ impl<'a, S: Slots> Split<'a, S> {
 
     /// A ranged answer must be exactly the asked-for range of the same file.
     /// Returns the end (exclusive) of the range it carries.
-    fn check(&self, response: &Response, start: u64) -> Result<u64, DownloadError> {
+    fn check(&self, response: &Response, start: u64, source: usize) -> Result<u64, DownloadError> {
         let status = response.status();
+        let mirror = source != self.home;
+        if status == StatusCode::OK && mirror {
+            return Err(self.drop_source(source, "does not serve ranges"));
+        }
         if status == StatusCode::OK {
             return Err(DownloadError::Restart(
                 "the server sent the whole file to a range request (it changed, or stopped serving ranges)"
@@ -772,10 +817,22 @@ impl<'a, S: Slots> Split<'a, S> {
             Some((s, _, _)) if s != start => Err(DownloadError::Restart(format!(
                 "asked for bytes from {start}, got from {s}"
             ))),
+            Some((_, _, total)) if total != Some(self.size) && mirror => Err(self.drop_source(
+                source,
+                &format!(
+                    "has another size ({} bytes, not {})",
+                    total.map_or("unknown".into(), |t| t.to_string()),
+                    self.size
+                ),
+            )),
             Some((_, _, total)) if total != Some(self.size) => Err(DownloadError::Restart(
                 "the file's size changed on the server".into(),
             )),
-            Some(_) if differs(&self.etag, ETAG) || differs(&self.last_modified, LAST_MODIFIED) => {
+            Some(_)
+                if !mirror
+                    && (differs(&self.etag, ETAG)
+                        || differs(&self.last_modified, LAST_MODIFIED)) =>
+            {
                 Err(DownloadError::Restart(
                     "the file changed on the server (ETag/Last-Modified differ)".into(),
                 ))

@@ -30,6 +30,9 @@ pub struct ResumeState {
     pub last_modified: Option<String>,
     /// Byte ranges `[start, end)` known to be on disk, sorted, not overlapping.
     pub done: Vec<[u64; 2]>,
+    /// The mirror whose ETag and Last-Modified these are, when not `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl ResumeState {
@@ -42,6 +45,7 @@ impl ResumeState {
             etag: None,
             last_modified: None,
             done: Vec::new(),
+            source: None,
         }
     }
 

@@ -357,6 +357,41 @@ async fn dry_run(shared: &Shared, job: &Job, tries: &mut Tries) -> Outcome {
     }
 }
 
+/// Where a download with mirrors goes after a source failed.
+enum Switch {
+    /// To another source at once, without spending a retry.
+    Now(usize),
+    /// Every live source failed since the last retry: spend one, from this one.
+    AfterRetry(usize),
+}
+
+/// Mark the current source failed (abandoned for good when another try would
+/// not help) and pick the next: a live source not yet failed in this round, or,
+/// when all have, the first live one after a retry. `None` when none is left.
+fn next_source(job: &Job, tries: &mut Tries, transient: bool) -> Option<Switch> {
+    let n = job.sources().count();
+    let current = tries.source;
+    if !transient && !tries.abandoned.contains(&current) {
+        tries.abandoned.push(current);
+    }
+    if !tries.failed_this_round.contains(&current) {
+        tries.failed_this_round.push(current);
+    }
+    let live = |i: &usize| !tries.abandoned.contains(i);
+    if let Some(next) = (1..n)
+        .map(|k| (current + k) % n)
+        .filter(live)
+        .find(|i| !tries.failed_this_round.contains(i))
+    {
+        return Some(Switch::Now(next));
+    }
+    tries.failed_this_round.clear();
+    (0..n)
+        .map(|k| (current + k) % n)
+        .find(live)
+        .map(Switch::AfterRetry)
+}
+
 /// Why a download stopped without completing.
 enum Stop {
     Failed(String),
@@ -371,8 +406,8 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
         return ready.map_err(|e| Stop::Failed(e.to_string()));
     }
     let policy = dl.retry;
-    let host = shared.hosts.get(&job.spec.url);
     loop {
+        let host = shared.hosts.get(job.source(tries.source));
         let connection = tokio::select! {
             biased;
             _ = dl.cancel.cancelled() => return Err(Stop::Interrupted),
@@ -411,8 +446,36 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             }
             Err(e) => e,
         };
+        let mut transient = error.is_transient();
+        if !job.spec.mirrors.is_empty() && error.is_source_failure() {
+            match next_source(job, tries, transient) {
+                Some(Switch::Now(next)) => {
+                    dl.events.send(Event::Retrying {
+                        id: job.id,
+                        url: job.url(),
+                        attempt: tries.failed + 1,
+                        max_attempts: policy.max_attempts(),
+                        reason: format!(
+                            "{} from {}; trying {}",
+                            error,
+                            job.source(tries.source),
+                            job.source(next)
+                        ),
+                        delay: Duration::ZERO,
+                    });
+                    tries.source = next;
+                    continue;
+                }
+                // Every live source failed once: a retry of them all.
+                Some(Switch::AfterRetry(next)) => {
+                    tries.source = next;
+                    transient = true;
+                }
+                None => {}
+            }
+        }
         tries.failed += 1;
-        if !error.is_transient() || tries.failed >= policy.max_attempts() {
+        if !transient || tries.failed >= policy.max_attempts() {
             let tried = if tries.failed > 1 {
                 format!(" (after {} tries)", tries.failed)
             } else {
