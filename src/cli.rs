@@ -38,6 +38,10 @@ pub struct Cli {
     )]
     pub input_file: Option<PathBuf>,
 
+    /// Read downloads from a Metalink file (RFC 5854 or v3): names, sizes, mirrors, hashes. A -i file ending in .meta4 or .metalink is read the same way.
+    #[arg(long, value_name = "FILE", help_heading = "Input")]
+    pub metalink: Option<PathBuf>,
+
     /// TOML config file [default: $XDG_CONFIG_HOME/volley/config.toml when present].
     #[arg(long, value_name = "FILE", help_heading = "Input")]
     pub config: Option<PathBuf>,

@@ -306,6 +306,8 @@ pub struct Settings {
     pub checksum: Option<crate::download::checksum::Checksum>,
     /// `--checksum-file`.
     pub checksum_file: Option<PathBuf>,
+    /// `--metalink`.
+    pub metalink: Option<PathBuf>,
     /// Policy for final files that existed before the run.
     pub on_exists: OnExists,
     /// Downloads at once.
@@ -410,6 +412,7 @@ impl Settings {
                 .map(|c| c.parse().map_err(|m| invalid("--checksum", m)))
                 .transpose()?,
             checksum_file: cli.checksum_file,
+            metalink: cli.metalink,
             on_exists: cli.on_exists.or(file.on_exists).unwrap_or_default(),
             jobs: at_least_one("--jobs", cli.jobs.or(file.jobs).unwrap_or(DEFAULT_JOBS))?,
             max_per_host: at_least_one(

@@ -103,6 +103,14 @@ pub enum DownloadError {
     /// SIGINT/SIGTERM.
     #[error("interrupted")]
     Interrupted,
+    /// The server's file is not the size the Metalink file says.
+    #[error("the server's file has {}, the Metalink file says {expected} bytes", got.map_or("an unknown size".to_string(), |g| format!("{g} bytes")))]
+    WrongSize {
+        /// The size the Metalink file gives.
+        expected: u64,
+        /// The size the server gives.
+        got: Option<u64>,
+    },
     /// The filesystem has clearly too little free space for the file.
     #[error("{dir} has {} free, the file needs {} more; free some space or choose another --dir", crate::report::human_bytes(*free), crate::report::human_bytes(*needed))]
     NoSpace {
@@ -147,6 +155,7 @@ impl DownloadError {
                 | DownloadError::Tls(_)
                 | DownloadError::Redirect(_)
                 | DownloadError::ShortBody { .. }
+                | DownloadError::WrongSize { .. }
         )
     }
 
@@ -852,6 +861,12 @@ impl Downloader {
             range.map(|(s, _)| s),
             job.source(tries.source),
         )?;
+        if let Some(expected) = job.spec.size.filter(|&e| size.is_some_and(|s| s != e)) {
+            return Err(DownloadError::WrongSize {
+                expected,
+                got: size,
+            });
+        }
         if job.name.is_none() {
             return self
                 .stream_to_stdout(job, tries, response, offset, size, &limits)

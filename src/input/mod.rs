@@ -12,6 +12,8 @@ use reqwest::Url;
 
 use std::collections::HashMap;
 
+pub mod metalink;
+
 use crate::config::{self, parse_header, ByteSize, OutputName, Settings};
 use crate::download::checksum::{self, Checksum};
 
@@ -45,6 +47,8 @@ pub struct DownloadSpec {
     pub checksum: Option<Checksum>,
     /// Other URLs of the same file (mirrors), in the order given.
     pub mirrors: Vec<Url>,
+    /// The size the file must have (Metalink `<size>`).
+    pub size: Option<u64>,
 }
 
 /// Expected digests by file name, from `--checksum-file`.
@@ -70,6 +74,7 @@ impl DownloadSpec {
             limit_rate: None,
             checksum: None,
             mirrors: Vec::new(),
+            size: None,
         }
     }
 }
@@ -139,12 +144,28 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
             }),
         }
     }
+    if let Some(path) = &settings.metalink {
+        let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        match metalink::parse(&path.display().to_string(), &text) {
+            Ok(found) => specs.extend(found),
+            Err(bad) => errors.extend(bad),
+        }
+    }
     if let Some(path) = &settings.input_file {
         let read_err = |source| InputError::Read {
             path: path.clone(),
             source,
         };
-        if path == Path::new("-") {
+        if is_metalink(path) {
+            let text = std::fs::read_to_string(path).map_err(read_err)?;
+            match metalink::parse(&path.display().to_string(), &text) {
+                Ok(found) => specs.extend(found),
+                Err(bad) => errors.extend(bad),
+            }
+        } else if path == Path::new("-") {
             let stdin = std::io::stdin();
             parse_list("<stdin>", stdin.lock(), &mut specs, &mut errors).map_err(read_err)?;
         } else {
@@ -199,6 +220,12 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
         }
     }
     Ok(Input { specs, sums })
+}
+
+/// Whether a `-i` file is a Metalink file, by its name.
+fn is_metalink(path: &Path) -> bool {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    name.ends_with(".meta4") || name.ends_with(".metalink")
 }
 
 /// Parse a list in aria2c's format, appending specs and errors.
