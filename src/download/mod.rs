@@ -111,6 +111,10 @@ pub enum DownloadError {
         /// The size the server gives.
         got: Option<u64>,
     },
+    /// A mirror of a split download disagrees with the file or cannot serve
+    /// it: it is dropped for this file, its connection moves to another source.
+    #[error("{0}")]
+    MirrorDropped(String),
     /// The filesystem has clearly too little free space for the file.
     #[error("{dir} has {} free, the file needs {} more; free some space or choose another --dir", crate::report::human_bytes(*free), crate::report::human_bytes(*needed))]
     NoSpace {
@@ -140,6 +144,7 @@ impl DownloadError {
             DownloadError::Network(_)
             | DownloadError::ShortBody { .. }
             | DownloadError::Restart(_)
+            | DownloadError::MirrorDropped(_)
             | DownloadError::ResumeFound(_) => true,
             _ => false,
         }
@@ -272,6 +277,9 @@ pub struct Tries {
     stdout_written: u64,
     /// Failed tries charged to the retry budget so far.
     pub failed: u32,
+    /// The source whose error ended the last try, when not `source` (a mirror
+    /// connection of a split download).
+    pub blame: Option<usize>,
     /// Checksum mismatches so far (one more try from scratch after the first).
     checksum_failures: u32,
     /// The hash of what went to stdout (`-o -`), when a checksum is verified.
@@ -307,6 +315,7 @@ impl Tries {
             started: false,
             stdout_written: 0,
             failed: 0,
+            blame: None,
             checksum_failures: 0,
             stdout_verify: None,
             local: None,

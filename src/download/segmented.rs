@@ -331,6 +331,8 @@ pub(super) struct Split<'a, S: Slots> {
     home: usize,
     /// Sources given up on (before or during this try).
     dropped: Mutex<Vec<usize>>,
+    /// The source each connection asked last.
+    asked: Mutex<HashMap<usize, usize>>,
     /// Tells every connection to flush, hand back its range and return.
     stop: CancellationToken,
     /// Bumped after each checkpoint: every connection writes out what it holds,
@@ -428,6 +430,7 @@ impl Downloader {
             sources: job.sources().cloned().collect(),
             home: tries.source,
             dropped: Mutex::new(tries.abandoned.clone()),
+            asked: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
             flush: tokio::sync::watch::Sender::new(0),
         };
@@ -457,6 +460,17 @@ impl Downloader {
         split.stop.cancel();
         while conns.next().await.is_some() {}
         drop(conns);
+        // Mirrors dropped here stay dropped for the next tries.
+        for &s in split
+            .dropped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if s != split.home && !tries.abandoned.contains(&s) {
+                tries.abandoned.push(s);
+            }
+        }
         if let Some(job) = saving.take() {
             state = job
                 .await
@@ -574,20 +588,50 @@ impl<'a, S: Slots> Split<'a, S> {
                 Ok(()) => continue,
                 Err(e) => e,
             };
+            let source = self
+                .asked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&conn)
+                .copied()
+                .unwrap_or(self.home);
+            let mirror = source != self.home;
+            // A mirror never ends the try: it is dropped, and its connection
+            // moves on at once without spending a retry.
+            let error = match error {
+                e @ DownloadError::MirrorDropped(_) => e,
+                e if mirror && !e.is_transient() => self.drop_source(source, &e.to_string()),
+                e => e,
+            };
+            if let DownloadError::MirrorDropped(why) = &error {
+                dl.events.send(Event::Retrying {
+                    id: self.job.id,
+                    url: self.job.url(),
+                    attempt: tries.failed + 1,
+                    max_attempts: policy.max_attempts(),
+                    reason: format!("connection {}: {why}", conn + 1),
+                    delay: Duration::ZERO,
+                });
+                conns.push(Box::pin(self.connection(conn, None, None, Duration::ZERO)));
+                continue;
+            }
             // The error that ends the try is the scheduler's to weigh (host
             // window, budget); the others are handled here.
             if !error.is_transient() || matches!(error, DownloadError::Restart(_)) {
+                tries.blame = mirror.then_some(source);
                 return Err(error);
             }
             let received = self.lock().received;
             if rounds.charge(conn, received) {
                 if tries.failed + 1 >= policy.max_attempts() {
+                    tries.blame = mirror.then_some(source);
                     return Err(error);
                 }
                 tries.failed += 1;
                 rounds.next_round();
             }
-            if error.is_congestion() {
+            // The host window is the first URL's host's.
+            if error.is_congestion() && !mirror {
                 self.slots
                     .congestion(error.retry_after().map(|d| d.min(policy.max_wait)));
             }
@@ -708,6 +752,10 @@ impl<'a, S: Slots> Split<'a, S> {
             Some(r) => r,
             None => {
                 let source = self.source_for(conn);
+                self.asked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(conn, source);
                 let response = self.request(source, start, end).await?;
                 let response_end = self.check(&response, start, source)?;
                 (response, response_end)
@@ -746,7 +794,7 @@ impl<'a, S: Slots> Split<'a, S> {
         if !dropped.contains(&source) {
             dropped.push(source);
         }
-        DownloadError::Network(format!(
+        DownloadError::MirrorDropped(format!(
             "mirror {} {why}; dropped for this file",
             self.sources[source]
         ))
@@ -788,6 +836,11 @@ impl<'a, S: Slots> Split<'a, S> {
         let mirror = source != self.home;
         if status == StatusCode::OK && mirror {
             return Err(self.drop_source(source, "does not serve ranges"));
+        }
+        // A mirror that cannot serve the range (404, 416, ...) is dropped; one
+        // that is busy (503, ...) is asked again like any connection.
+        if mirror && status != StatusCode::PARTIAL_CONTENT && !http::is_transient_status(status) {
+            return Err(self.drop_source(source, &format!("answered {status}")));
         }
         if status == StatusCode::OK {
             return Err(DownloadError::Restart(

@@ -370,7 +370,8 @@ enum Switch {
 /// when all have, the first live one after a retry. `None` when none is left.
 fn next_source(job: &Job, tries: &mut Tries, transient: bool) -> Option<Switch> {
     let n = job.sources().count();
-    let current = tries.source;
+    // A mirror connection of a split download may be the one that failed.
+    let current = tries.blame.take().unwrap_or(tries.source);
     if !transient && !tries.abandoned.contains(&current) {
         tries.abandoned.push(current);
     }
@@ -415,7 +416,8 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
         };
         let result = dl.attempt(job, tries, &host, connection).await;
         if let Err(e) = &result {
-            if e.is_congestion() {
+            // A mirror's error is not this host's.
+            if e.is_congestion() && tries.blame.is_none() {
                 host.congestion(e.retry_after().map(|d| d.min(policy.max_wait)));
             }
         }
@@ -447,6 +449,9 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             Err(e) => e,
         };
         let mut transient = error.is_transient();
+        if job.spec.mirrors.is_empty() || !error.is_source_failure() {
+            tries.blame = None;
+        }
         if !job.spec.mirrors.is_empty() && error.is_source_failure() {
             match next_source(job, tries, transient) {
                 Some(Switch::Now(next)) => {
