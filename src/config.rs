@@ -360,6 +360,8 @@ pub struct Settings {
     pub http_auth: Option<(String, Option<String>)>,
     /// The `.netrc` to take per-host credentials from.
     pub netrc: Option<PathBuf>,
+    /// The `.netrc` was named (`--netrc-file`): it must exist.
+    pub netrc_required: bool,
     /// `--load-cookies`.
     pub load_cookies: Option<PathBuf>,
     /// `--save-cookies`.
@@ -495,6 +497,7 @@ impl Settings {
                 }
                 (None, None) => None,
             },
+            netrc_required: cli.netrc_file.is_some() || file.netrc_file.is_some(),
             netrc: match cli.netrc_file.or(file.netrc_file) {
                 Some(path) => Some(path),
                 None if cli.netrc || file.netrc.unwrap_or(false) => {

@@ -41,8 +41,11 @@ pub enum RunError {
 /// Download every spec with the given settings; reports go to stderr (and stdout
 /// with `--json`). Returns what happened; a failed download is data, not an error.
 pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
-    let credentials =
-        download::auth::Credentials::load(settings.http_auth.clone(), settings.netrc.as_deref())?;
+    let credentials = download::auth::Credentials::load(
+        settings.http_auth.clone(),
+        settings.netrc.as_deref(),
+        settings.netrc_required,
+    )?;
     let jar = if settings.load_cookies.is_some() || settings.save_cookies.is_some() {
         Some(std::sync::Arc::new(download::cookies::Jar::load(
             settings.load_cookies.as_deref(),

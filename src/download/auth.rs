@@ -13,9 +13,6 @@ use std::path::{Path, PathBuf};
 
 use reqwest::Url;
 
-/// File name of the per-user netrc under `$HOME`, which may be missing.
-const DEFAULT_NETRC_NAME: &str = ".netrc";
-
 /// Why the credentials could not be read: a usage error (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -54,17 +51,18 @@ impl Credentials {
     /// A missing `$HOME/.netrc` (what plain `--netrc` points at) means no
     /// credentials, as with curl; any other missing or unreadable file is an
     /// error.
+    /// A missing file is an error when it was named (`--netrc-file`), and no
+    /// credentials at all for the default `~/.netrc` (`--netrc`), as in curl.
     pub fn load(
         everywhere: Option<(String, Option<String>)>,
         netrc: Option<&Path>,
+        required: bool,
     ) -> Result<Self, AuthError> {
         let netrc = match netrc {
             None => Netrc::default(),
             Some(path) => match std::fs::read(path) {
                 Ok(bytes) => Netrc::parse(&String::from_utf8_lossy(&bytes), path)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_default_netrc(path) => {
-                    Netrc::default()
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Netrc::default(),
                 Err(source) => {
                     return Err(AuthError::Read {
                         path: path.to_path_buf(),
@@ -93,11 +91,6 @@ impl Credentials {
             .unwrap_or(host);
         self.netrc.lookup(host)
     }
-}
-
-/// Whether `path` is `$HOME/.netrc`, the file plain `--netrc` reads.
-fn is_default_netrc(path: &Path) -> bool {
-    std::env::var_os("HOME").is_some_and(|home| path == Path::new(&home).join(DEFAULT_NETRC_NAME))
 }
 
 /// One `machine` (or `default`) entry.
@@ -418,9 +411,12 @@ mod tests {
     fn missing_files() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("netrc");
-        let e = Credentials::load(None, Some(&missing)).unwrap_err();
+        let e = Credentials::load(None, Some(&missing), true).unwrap_err();
         assert!(matches!(e, AuthError::Read { .. }), "{e}");
-        let c = Credentials::load(None, None).unwrap();
+        // The default ~/.netrc may be missing.
+        let c = Credentials::load(None, Some(&missing), false).unwrap();
+        assert_eq!(c.for_url(&url("http://h/")), None);
+        let c = Credentials::load(None, None, false).unwrap();
         assert_eq!(c.for_url(&url("http://h/")), None);
     }
 
