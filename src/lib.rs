@@ -71,6 +71,10 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
         r.finish(&summary);
     }
     runtime.shutdown_background();
+    // A dry run writes nothing: no list of failures, no cookie jar.
+    if settings.dry_run {
+        return Ok(summary);
+    }
     if let (Some(specs), Some(path)) = (&specs_for_retry, &settings.save_failed) {
         let list: String = summary
             .incomplete

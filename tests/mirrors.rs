@@ -758,3 +758,130 @@ fn dropping_a_mirror_spends_no_retry() {
         panic!("paced.bin differs: {msg}\n{note}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Regressions from review
+// ---------------------------------------------------------------------------
+
+/// A dead mirror in a split download whose first URL is slow to send: the
+/// budget runs out on the mirror, and the next try must spend a retry (with
+/// `--retries 0`, fail) instead of starting over at once, forever.
+#[test]
+fn a_dead_mirror_does_not_make_a_split_download_loop() {
+    let a = TestServer::start();
+    let body = content(71, 2 * MIB);
+    a.route(
+        "/slow.bin",
+        Route::new(body.clone()).throttle(16 * KIB, Duration::from_millis(20)),
+    );
+    let dead = "http://127.0.0.1:1/slow.bin";
+    let started = std::time::Instant::now();
+    let (r, _dir, _v) = run_list(
+        &[mirrors(&[&a.url("/slow.bin"), dead])],
+        &["-x", "4", "--min-split-size", "64K", "--retries", "0"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "looped for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        a.hits("/slow.bin") < 50,
+        "{} requests to the first URL",
+        a.hits("/slow.bin")
+    );
+    // Either it finished from the first URL or it failed cleanly.
+    assert!(matches!(r.code, Some(0) | Some(1)), "{:?}", r.code);
+}
+
+/// A mirror answering a shifted range is dropped; the data is kept and the
+/// first URL finishes the file.
+#[test]
+fn a_mirror_with_a_wrong_content_range_is_dropped_not_restarted() {
+    let a = TestServer::start();
+    let b = TestServer::start();
+    let body = content(72, 4 * MIB);
+    a.route("/r.bin", Route::new(body.clone()).etag("\"a\""));
+    // B always answers bytes from another start.
+    b.route(
+        "/r.bin",
+        Route::new(body.clone()).always(Fault::Custom {
+            status: 206,
+            headers: vec![("Content-Range".into(), format!("bytes 1-10/{}", body.len()))],
+            body: body[1..11].to_vec(),
+        }),
+    );
+    let (r, dir, _v) = run_list(
+        &[mirrors(&[&a.url("/r.bin"), &b.url("/r.bin")])],
+        &[
+            "-x",
+            "4",
+            "--min-split-size",
+            "1M",
+            "--retries",
+            "0",
+            "--json",
+        ],
+    );
+    r.expect_code(0);
+    assert_file_eq(dir.join("r.bin"), &body);
+    let evs = parse_json_lines(&r.stdout);
+    assert!(
+        events(&evs, "retry")
+            .iter()
+            .any(|e| e["reason"].as_str().unwrap_or("").contains("dropped")),
+        "{}",
+        r.stdout_str()
+    );
+    assert!(
+        !r.stdout_str().contains("starting over"),
+        "{}",
+        r.stdout_str()
+    );
+}
+
+/// `--http-user` and an `Authorization` list header go to the download's own
+/// host only, never to a mirror on another host.
+#[test]
+fn secrets_do_not_reach_mirrors() {
+    let a = TestServer::start();
+    let b = TestServer::start();
+    let body = content(73, 100 * KIB);
+    a.route(
+        "/s.bin",
+        Route::new(body.clone()).always(Fault::Status(503)),
+    );
+    b.file("/s.bin", body.clone());
+    let (r, dir, _v) = run_list(
+        &[
+            mirrors(&[&a.url("/s.bin"), &b.url("/s.bin")]),
+            "  header=Cookie: session=secret".into(),
+        ],
+        &[
+            "--retries",
+            "0",
+            "--http-user",
+            "me",
+            "--http-password",
+            "pw",
+            "-H",
+            "Authorization: Bearer tok",
+        ],
+    );
+    r.expect_code(0);
+    assert_file_eq(dir.join("s.bin"), &body);
+    let to_a = a.requests("/s.bin");
+    assert!(
+        to_a[0].has_header("authorization"),
+        "the URL's own host gets them"
+    );
+    assert!(to_a[0].has_header("cookie"));
+    for req in b.requests("/s.bin") {
+        assert!(
+            !req.has_header("authorization"),
+            "{:?}",
+            req.header("authorization")
+        );
+        assert!(!req.has_header("cookie"), "{:?}", req.header("cookie"));
+    }
+}

@@ -1863,3 +1863,29 @@ fn fallocate_works(dir: &Path) -> bool {
     // SAFETY: a valid open file descriptor.
     unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, 4096) == 0 }
 }
+
+/// A dry run writes nothing at all: not the --save-failed list, not the
+/// cookie jar (review finding).
+#[test]
+fn dry_run_writes_no_failed_list_and_no_cookie_jar() {
+    // No route: 404 for HEAD as for GET.
+    let server = TestServer::start();
+    let mut v = volley();
+    let dir = v.sandbox.root().join("out");
+    let failed = v.sandbox.root().join("failed.txt");
+    let jar = v.sandbox.root().join("jar.txt");
+    let r = run(v.args([
+        "--dry-run",
+        "-d",
+        &path_arg(&dir),
+        "--save-failed",
+        &path_arg(&failed),
+        "--save-cookies",
+        &path_arg(&jar),
+        &server.url("/gone.bin"),
+    ]));
+    r.expect_code(1);
+    assert!(!failed.exists(), "--save-failed written in a dry run");
+    assert!(!jar.exists(), "--save-cookies written in a dry run");
+    assert!(!dir.exists());
+}

@@ -91,6 +91,21 @@ impl Credentials {
             .unwrap_or(host);
         self.netrc.lookup(host)
     }
+
+    /// Credentials for a mirror (a host the user did not give as the download's
+    /// URL): only a netrc entry naming that very host; never `--http-user` or
+    /// the netrc `default`, which were meant for the URL's own host.
+    pub fn for_mirror(&self, url: &Url) -> Option<(String, Option<String>)> {
+        if !url.username().is_empty() || url.password().is_some() {
+            return None;
+        }
+        let host = url.host_str()?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        self.netrc.lookup_exact(host)
+    }
 }
 
 /// One `machine` (or `default`) entry.
@@ -237,6 +252,15 @@ impl Netrc {
 
     /// The first entry for `host` (case-insensitive), else `default`. An
     /// entry without `login` gives nothing.
+    fn lookup_exact(&self, host: &str) -> Option<(String, Option<String>)> {
+        let entry = self.entries.iter().find(|e| {
+            e.host
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(host))
+        })?;
+        Some((entry.login.clone()?, entry.password.clone()))
+    }
+
     fn lookup(&self, host: &str) -> Option<(String, Option<String>)> {
         let exact = self.entries.iter().find(|e| {
             e.host

@@ -38,7 +38,8 @@ pub fn build_client(
     jar: Option<std::sync::Arc<super::cookies::Jar>>,
 ) -> Result<Client, ClientError> {
     let mut headers = HeaderMap::new();
-    for (k, v) in &s.headers {
+    // Secrets are added per request, to the download's own origin only.
+    for (k, v) in s.headers.iter().filter(|(k, _)| !super::is_secret(k)) {
         headers.append(k.clone(), v.clone());
     }
     let max = s.max_redirects;

@@ -161,6 +161,7 @@ impl DownloadError {
                 | DownloadError::Redirect(_)
                 | DownloadError::ShortBody { .. }
                 | DownloadError::WrongSize { .. }
+                | DownloadError::MirrorDropped(_)
         )
     }
 
@@ -421,6 +422,9 @@ pub struct Downloader {
     pub sums: crate::input::Sums,
     /// HTTP Basic credentials (`--http-user`, `--netrc`).
     pub credentials: auth::Credentials,
+    /// `-H` headers that carry secrets (`Authorization`, `Cookie`): sent per
+    /// request to the download's own origin only, never as client defaults.
+    pub private_headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
     /// `-N`: mtimes from Last-Modified, conditional requests for existing files.
     pub timestamping: bool,
     /// How space is reserved for files of known size.
@@ -571,16 +575,7 @@ impl Downloader {
                 _ => "download".to_string(),
             },
         };
-        let request = |method: reqwest::Method| {
-            let mut request = self.client.request(method, job.spec.url.clone());
-            for (k, v) in &job.spec.headers {
-                request = request.header(k, v);
-            }
-            if let Some((user, password)) = self.credentials_for(job, &job.spec.url) {
-                request = request.basic_auth(user, password);
-            }
-            request
-        };
+        let request = |method: reqwest::Method| self.request(job, method, &job.spec.url);
         let mut result = request(reqwest::Method::HEAD).send().await;
         if let Ok(r) = &result {
             if matches!(r.status().as_u16(), 405 | 501) {
@@ -716,23 +711,46 @@ impl Downloader {
         }
     }
 
-    /// Credentials for a request of `job` to `url`, unless the download sets its
-    /// own `Authorization` header (`header=` in a list).
-    pub fn credentials_for(
+    /// A request of `job` to `url` with the download's headers and credentials.
+    /// Secrets (`Authorization`, `Cookie`, `--http-user`, the netrc `default`)
+    /// go only to the origin of the download's own URL; a mirror elsewhere gets
+    /// only a netrc entry naming its host.
+    pub fn request(
         &self,
         job: &Job,
+        method: reqwest::Method,
         url: &reqwest::Url,
-    ) -> Option<(String, Option<String>)> {
+    ) -> reqwest::RequestBuilder {
+        let home = same_origin(url, &job.spec.url);
+        let mut request = self.client.request(method, url.clone());
+        for (k, v) in &job.spec.headers {
+            if home || !is_secret(k) {
+                request = request.header(k, v);
+            }
+        }
+        if home {
+            for (k, v) in &self.private_headers {
+                request = request.header(k, v);
+            }
+        }
         let own = job
             .spec
             .headers
             .iter()
-            .any(|(k, _)| k == reqwest::header::AUTHORIZATION);
-        if own {
-            None
-        } else {
-            self.credentials.for_url(url)
+            .any(|(k, _)| k == reqwest::header::AUTHORIZATION)
+            || self
+                .private_headers
+                .iter()
+                .any(|(k, _)| k == reqwest::header::AUTHORIZATION);
+        let credentials = match (own, home) {
+            (true, _) => None,
+            (false, true) => self.credentials.for_url(url),
+            (false, false) => self.credentials.for_mirror(url),
+        };
+        if let Some((user, password)) = credentials {
+            request = request.basic_auth(user, password);
         }
+        request
     }
 
     /// The rate limits of a download, made on its first try.
@@ -790,13 +808,7 @@ impl Downloader {
         range: Option<(u64, Option<u64>)>,
     ) -> Result<Response, DownloadError> {
         let url = job.source(tries.source);
-        let mut request = self.client.get(url.clone());
-        for (k, v) in &job.spec.headers {
-            request = request.header(k, v);
-        }
-        if let Some((user, password)) = self.credentials_for(job, url) {
-            request = request.basic_auth(user, password);
-        }
+        let mut request = self.request(job, reqwest::Method::GET, url);
         if let (Some((mtime, _)), None | Some((0, _))) = (tries.local, range) {
             request = request.header(
                 reqwest::header::IF_MODIFIED_SINCE,
@@ -1010,7 +1022,8 @@ impl Downloader {
             }
         }
         let end = writer.end();
-        if let Some(expected) = size.filter(|&s| s != end) {
+        // The server's size, else the size the Metalink file gives.
+        if let Some(expected) = size.or(job.spec.size).filter(|&s| s != end) {
             self.keep_partial(tries, &mut writer, true)
                 .await
                 .map_err(io_err)?;
@@ -1105,6 +1118,13 @@ impl Downloader {
             Some(_) => None,
         };
         if let Some(problem) = problem {
+            // A mirror that answers another range or size is the mirror's
+            // problem, not the file's: drop it and keep the data.
+            if tries.source != 0 {
+                return Err(DownloadError::MirrorDropped(format!(
+                    "mirror {source}: {problem}; dropped for this file"
+                )));
+            }
             tries.resume = None;
             tries.stdout_written = 0;
             return Err(DownloadError::Restart(problem));
@@ -1271,6 +1291,19 @@ impl Downloader {
             checksum,
         })
     }
+}
+
+/// Headers that carry secrets, sent only to the download's own origin.
+pub fn is_secret(name: &reqwest::header::HeaderName) -> bool {
+    use reqwest::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
+    name == AUTHORIZATION || name == COOKIE || name == PROXY_AUTHORIZATION
+}
+
+/// Same scheme, host and port.
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 fn header_text(response: &Response, name: reqwest::header::HeaderName) -> Option<String> {

@@ -808,13 +808,7 @@ impl<'a, S: Slots> Split<'a, S> {
     ) -> Result<Response, DownloadError> {
         let dl = self.dl;
         let url = &self.sources[source];
-        let mut request = dl.client.get(url.clone());
-        for (k, v) in &self.job.spec.headers {
-            request = request.header(k, v);
-        }
-        if let Some((user, password)) = dl.credentials_for(self.job, url) {
-            request = request.basic_auth(user, password);
-        }
+        let mut request = dl.request(self.job, reqwest::Method::GET, url);
         request = request
             .header(RANGE, format!("bytes={start}-{}", end - 1))
             .header(ACCEPT_ENCODING, "identity");
@@ -864,6 +858,11 @@ impl<'a, S: Slots> Split<'a, S> {
             _ => false,
         };
         match range {
+            None if mirror => Err(self.drop_source(source, "sent no valid Content-Range")),
+            Some((s, _, _)) if s != start && mirror => Err(self.drop_source(
+                source,
+                &format!("answered bytes from {s} to a request from {start}"),
+            )),
             None => Err(DownloadError::Restart(
                 "206 without a valid Content-Range".into(),
             )),

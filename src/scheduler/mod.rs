@@ -97,6 +97,12 @@ pub async fn run(
             rate_limit_per_download: settings.limit_rate_per_download,
             sums: input.sums,
             credentials,
+            private_headers: settings
+                .headers
+                .iter()
+                .filter(|(k, _)| crate::download::is_secret(k))
+                .cloned()
+                .collect(),
             timestamping: settings.timestamping,
             file_allocation: settings.file_allocation,
         },
@@ -370,8 +376,14 @@ enum Switch {
 /// when all have, the first live one after a retry. `None` when none is left.
 fn next_source(job: &Job, tries: &mut Tries, transient: bool) -> Option<Switch> {
     let n = job.sources().count();
-    // A mirror connection of a split download may be the one that failed.
-    let current = tries.blame.take().unwrap_or(tries.source);
+    // A mirror connection of a split download may be the one that failed; the
+    // try used the current source too, so both count as failed this round
+    // (otherwise the next try would start at once, without a retry spent).
+    let blamed = tries.blame.take();
+    let current = blamed.unwrap_or(tries.source);
+    if blamed.is_some() && !tries.failed_this_round.contains(&tries.source) {
+        tries.failed_this_round.push(tries.source);
+    }
     if !transient && !tries.abandoned.contains(&current) {
         tries.abandoned.push(current);
     }
@@ -436,6 +448,13 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             // A file that failed its checksum is fetched once more from scratch,
             // outside the retry budget.
             Err(e @ DownloadError::Checksum { again: true, .. }) => {
+                // Bytes from a bad mirror may be the cause: the one try from
+                // scratch uses the first live source alone.
+                let n = job.sources().count();
+                if let Some(first) = (0..n).find(|i| !tries.abandoned.contains(i)) {
+                    tries.source = first;
+                    tries.abandoned = (0..n).filter(|&i| i != first).collect();
+                }
                 dl.events.send(Event::Retrying {
                     id: job.id,
                     url: job.url(),
@@ -453,7 +472,9 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             tries.blame = None;
         }
         if !job.spec.mirrors.is_empty() && error.is_source_failure() {
-            match next_source(job, tries, transient) {
+            // A mirror that disagrees with the file is given up on.
+            let keep = transient && !matches!(error, DownloadError::MirrorDropped(_));
+            match next_source(job, tries, keep) {
                 Some(Switch::Now(next)) => {
                     dl.events.send(Event::Retrying {
                         id: job.id,
