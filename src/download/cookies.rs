@@ -348,9 +348,14 @@ fn parse_set_cookie(header: &str, url: &Url, now: u64) -> Option<Cookie> {
     let (domain, host_only) = match domain {
         Some(d) if d == host => (d, true),
         Some(d) => {
-            // Another host's domain, or a bare top-level name (`com`), is
-            // refused: a server may only set cookies for itself and above.
-            if !domain_match(&host, &d) || !d.contains('.') {
+            // Another host's domain, a bare top-level name (`com`) or any
+            // public suffix (`co.uk`, `github.io`, from the Public Suffix
+            // List) is refused: a server may only set cookies for itself and
+            // the registrable domain above it.
+            if !domain_match(&host, &d)
+                || !d.contains('.')
+                || psl::suffix_str(&d) == Some(d.as_str())
+            {
                 return None;
             }
             (d, false)
@@ -591,6 +596,29 @@ mod tests {
         assert_eq!(header(&j, "http://h/docsx"), Some("later=4".into()));
         assert_eq!(header(&j, "https://h/"), Some("secure=2; later=4".into()));
         assert_eq!(header(&j, "ftp://h/"), None);
+    }
+
+    #[test]
+    fn public_suffixes_cannot_be_cookie_domains() {
+        let j = Jar::default();
+        j.set_cookie("wide=1; Domain=co.uk", &url("http://evil.co.uk/"), NOW);
+        j.set_cookie(
+            "pages=1; Domain=github.io",
+            &url("http://me.github.io/"),
+            NOW,
+        );
+        assert_eq!(j.header_for(&url("http://bank.co.uk/"), NOW), None);
+        assert_eq!(j.header_for(&url("http://you.github.io/"), NOW), None);
+        // The registrable domain itself is fine.
+        j.set_cookie(
+            "ok=1; Domain=evil.co.uk",
+            &url("http://www.evil.co.uk/"),
+            NOW,
+        );
+        assert_eq!(
+            j.header_for(&url("http://evil.co.uk/"), NOW).as_deref(),
+            Some("ok=1")
+        );
     }
 
     #[test]
