@@ -66,6 +66,8 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
         tokio::spawn(watch_signals(cancel.clone()));
         scheduler::run(&settings, input, client, credentials, events, cancel).await
     });
+    // Every sender is gone: wake the reporter for its last look.
+    reporter_thread.thread().unpark();
     let mut reporters = reporter_thread.join().unwrap_or_default();
     for r in &mut reporters {
         r.finish(&summary);

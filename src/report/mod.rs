@@ -56,8 +56,15 @@ pub fn for_settings(settings: &Settings, total: usize) -> Vec<Box<dyn Reporter>>
     reporters
 }
 
+/// How often the reporter thread takes the events sent since its last look.
+pub const DRAIN: Duration = Duration::from_millis(20);
+
 /// Run the reporters on their own thread until every sender is gone; the thread
 /// hands them back for [`Reporter::finish`].
+///
+/// The thread does not block on the channel: it takes what arrived every
+/// [`DRAIN`] (or when unparked at the end of the run), so sending an event never
+/// wakes a thread, however many downloads finish per second.
 pub fn spawn(
     mut reporters: Vec<Box<dyn Reporter>>,
     rx: EventReceiver,
@@ -65,18 +72,20 @@ pub fn spawn(
     std::thread::spawn(move || {
         let mut next_tick = Instant::now() + TICK;
         loop {
+            loop {
+                match rx.try_recv() {
+                    Ok(event) => reporters.iter_mut().for_each(|r| r.event(&event)),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => return reporters,
+                }
+            }
             let now = Instant::now();
             if now >= next_tick {
                 reporters.iter_mut().for_each(|r| r.tick(now));
                 next_tick = now + TICK;
             }
-            match rx.recv_timeout(next_tick.saturating_duration_since(now)) {
-                Ok(event) => reporters.iter_mut().for_each(|r| r.event(&event)),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            }
+            std::thread::park_timeout(DRAIN.min(next_tick.saturating_duration_since(now)));
         }
-        reporters
     })
 }
 
