@@ -189,48 +189,61 @@ fn plan(
     names: &Names,
     to_stdout: bool,
 ) -> Vec<Entry> {
-    let mut seen: HashMap<(String, Option<String>, PathBuf), (DownloadId, PathBuf)> =
-        HashMap::new();
-    specs
-        .into_iter()
-        .enumerate()
-        .map(|(id, mut spec)| {
-            let dir = match spec.dir.take() {
-                Some(d) => settings.dir.join(d),
-                None => settings.dir.clone(),
-            };
-            let key = (spec.url.to_string(), spec.out.clone(), dir.clone());
-            if let Some((of, path)) = seen.get(&key) {
-                return Entry::Duplicate {
-                    id,
-                    url: key.0,
-                    path: path.clone(),
-                    of: *of,
-                };
+    // Earlier downloads by a hash of (URL, out=, dir): a few bytes per line,
+    // so a list of 100,000 URLs does not keep a second copy of every URL.
+    // A hash match is compared exactly before it counts.
+    let mut seen: HashMap<u64, usize> = HashMap::with_capacity(specs.len());
+    let mut entries: Vec<Entry> = Vec::with_capacity(specs.len());
+    for (id, mut spec) in specs.into_iter().enumerate() {
+        let dir = match spec.dir.take() {
+            Some(d) => settings.dir.join(d),
+            None => settings.dir.clone(),
+        };
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (spec.url.as_str(), spec.out.as_deref(), &dir).hash(&mut h);
+            h.finish()
+        };
+        let earlier = seen.get(&key).and_then(|&i| match &entries[i] {
+            Entry::Job(j) if j.spec.url == spec.url && j.spec.out == spec.out && j.dir == dir => {
+                Some(j)
             }
-            let name = (!to_stdout).then(|| {
-                let wanted = spec
-                    .out
-                    .clone()
-                    .unwrap_or_else(|| naming::for_url(&spec.url));
-                let path = names.reserve(&dir, &wanted, false);
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or(wanted)
-            });
-            let path = match &name {
-                Some(n) => dir.join(n),
+            _ => None,
+        });
+        if let Some(first) = earlier {
+            let path = match &first.name {
+                Some(n) => first.dir.join(n),
                 None => PathBuf::from("-"),
             };
-            seen.insert(key, (id, path));
-            Entry::Job(Box::new(Job {
+            let of = first.id;
+            entries.push(Entry::Duplicate {
                 id,
-                spec,
-                dir,
-                name,
-            }))
-        })
-        .collect()
+                url: spec.url.to_string(),
+                path,
+                of,
+            });
+            continue;
+        }
+        let name = (!to_stdout).then(|| {
+            let wanted = spec
+                .out
+                .clone()
+                .unwrap_or_else(|| naming::for_url(&spec.url));
+            let path = names.reserve(&dir, &wanted, false);
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(wanted)
+        });
+        seen.entry(key).or_insert(entries.len());
+        entries.push(Entry::Job(Box::new(Job {
+            id,
+            spec,
+            dir,
+            name,
+        })));
+    }
+    entries
 }
 
 /// Create each distinct directory once; a failure fails only its downloads.
