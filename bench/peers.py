@@ -19,6 +19,8 @@ SCEN = {
     "tiny":      dict(urls=[f"{BASE}/tiny/t{i}.bin" for i in range(10000)], files=[f"tiny/t{i}.bin" for i in range(10000)], jobs=32, conns=1),
     "large":     dict(urls=[f"{BASE}/large/L{i}.bin" for i in range(4)], files=[f"large/L{i}.bin" for i in range(4)], jobs=4, conns=1),
     "throttled": dict(urls=[f"{BASE}/slow/large/L0.bin"], files=["large/L0.bin"], jobs=1, conns=16),
+    # 100,000 URLs: peak memory of a long list (target: under 64 MiB for volley).
+    "many":      dict(urls=[f"{BASE}/many/m{i}.bin" for i in range(100000)], files=[f"many/m{i}.bin" for i in range(100000)], jobs=32, conns=1),
 }
 
 def cmd_for(tool, s, lst, out, ours):
@@ -104,6 +106,14 @@ def main():
             w = statistics.median(r["walls"])
             ratio = f"{base / w:5.2f}x" if base else ""
             print(f"{sn:10} {tool:7} {w:8.2f} {statistics.median(r['cpus']):7.2f} {max(r['rss']):8.1f} {total/w/1e6:8.1f} {ratio:>7}  {r['check']}", flush=True)
+        peers = [t for t in tools if t != "volley"]
+        if "volley" in res and peers:
+            med = lambda t, k: statistics.median(res[t][k])
+            best = min(peers, key=lambda t: med(t, "walls"))
+            v = res["volley"]
+            print(f"{sn:10} volley / best peer ({best}): wall {med('volley', 'walls') / med(best, 'walls'):.2f}x, "
+                  f"cpu {med('volley', 'cpus') / max(min(med(t, 'cpus') for t in peers), 1e-9):.2f}x of the least, "
+                  f"rss {max(v['rss']) / min(max(res[t]['rss']) for t in peers):.2f}x of the least", flush=True)
         shutil.rmtree(OUT, ignore_errors=True)
 
 if __name__ == "__main__":
