@@ -84,11 +84,7 @@ impl Credentials {
         if let Some(everywhere) = &self.everywhere {
             return Some(everywhere.clone());
         }
-        let host = url.host_str()?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let host = bare_host(url)?;
         self.netrc.lookup(host)
     }
 
@@ -99,13 +95,19 @@ impl Credentials {
         if !url.username().is_empty() || url.password().is_some() {
             return None;
         }
-        let host = url.host_str()?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let host = bare_host(url)?;
         self.netrc.lookup_exact(host)
     }
+}
+
+/// The URL's host as a netrc names it: an IPv6 address without brackets.
+fn bare_host(url: &Url) -> Option<&str> {
+    let host = url.host_str()?;
+    Some(
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host),
+    )
 }
 
 /// One `machine` (or `default`) entry.

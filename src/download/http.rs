@@ -32,6 +32,20 @@ pub enum ClientError {
     Build(String),
 }
 
+/// The whole file's size an answer states: the total of its `Content-Range`,
+/// else its `Content-Length` (read from the header, so `HEAD` answers count).
+pub fn file_size(headers: &HeaderMap) -> Option<u64> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+    };
+    text(reqwest::header::CONTENT_RANGE)
+        .and_then(parse_content_range)
+        .and_then(|(_, _, total)| total)
+        .or_else(|| text(reqwest::header::CONTENT_LENGTH)?.trim().parse().ok())
+}
+
 /// Build the one client shared by every download of the run.
 pub fn build_client(
     s: &Settings,

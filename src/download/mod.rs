@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use reqwest::header::{
     ACCEPT_ENCODING, CONTENT_DISPOSITION, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE,
 };
@@ -30,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::OnExists;
 use crate::events::{DownloadId, Event, EventSender, Progress};
 use crate::input::DownloadSpec;
-use ratelimit::{pause, Limits, RateLimiter};
+use ratelimit::{paced, Limits, RateLimiter};
 use retry::RetryPolicy;
 use state::ResumeState;
 use writer::{PartWriter, StdoutSink};
@@ -556,6 +555,19 @@ impl Downloader {
         }
     }
 
+    /// Tell the reporters that `job` tries again after `delay`: the next try's
+    /// number counts the failures charged so far.
+    pub fn retrying(&self, job: &Job, tries: &Tries, reason: String, delay: Duration) {
+        self.events.send(Event::Retrying {
+            id: job.id,
+            url: job.url(),
+            attempt: tries.failed + 1,
+            max_attempts: self.retry.max_attempts(),
+            reason,
+            delay,
+        });
+    }
+
     /// `--dry-run`: what a download would do, from a `HEAD` request (a one-byte
     /// `GET` when `HEAD` is refused). Nothing is written.
     pub async fn probe(&self, job: &Job, tries: &mut Tries) -> Plan {
@@ -598,19 +610,7 @@ impl Downloader {
         };
         plan.final_url = response.url().to_string();
         plan.status = response.status().as_u16();
-        plan.size = response
-            .headers()
-            .get(CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(http::parse_content_range)
-            .and_then(|(_, _, total)| total)
-            .or_else(|| {
-                response
-                    .headers()
-                    .get(reqwest::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())
-            });
+        plan.size = http::file_size(response.headers());
         if !response.status().is_success() {
             plan.action = format!("fail: HTTP {}", response.status());
             return plan;
@@ -645,16 +645,10 @@ impl Downloader {
         let remote = header_text(response, LAST_MODIFIED)
             .and_then(|t| httpdate::parse_http_date(&t).ok())?;
         let remote_size = response
-            .headers()
-            .get(CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(http::parse_content_range)
-            .and_then(|(_, _, total)| total)
-            .or_else(|| {
-                (response.status() == StatusCode::OK)
-                    .then(|| response.content_length())
-                    .flatten()
-            })?;
+            .status()
+            .is_success()
+            .then(|| http::file_size(response.headers()))
+            .flatten()?;
         (remote <= mtime && remote_size == size).then(|| Completed::Skipped {
             path,
             reason: "not newer on the server".into(),
@@ -953,17 +947,14 @@ impl Downloader {
             // bytes it describes (a kill before the next checkpoint would
             // resume zeros).
             let stale = ResumeState::path_for(&part);
-            tokio::task::spawn_blocking(move || match std::fs::remove_file(&stale) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            })
-            .await
-            .map_err(io::Error::other)
-            .and_then(|r| r)
-            .map_err(|source| DownloadError::Io {
-                path: part.clone(),
-                source,
-            })?;
+            tokio::task::spawn_blocking(move || writer::remove_if_exists(&stale))
+                .await
+                .map_err(io::Error::other)
+                .and_then(|r| r)
+                .map_err(|source| DownloadError::Io {
+                    path: part.clone(),
+                    source,
+                })?;
             tries.state_on_disk = false;
         }
         let verify =
@@ -997,10 +988,7 @@ impl Downloader {
                     checkpoint.as_mut().reset(tokio::time::Instant::now() + CHECKPOINT_INTERVAL);
                     continue;
                 }
-                next = async {
-                    pause(resume_at).await;
-                    stream.next().await
-                } => next,
+                next = paced(&mut stream, resume_at) => next,
             };
             match next {
                 Some(Ok(chunk)) => {
@@ -1242,10 +1230,7 @@ impl Downloader {
             let next = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return Err(DownloadError::Interrupted),
-                next = async {
-                    pause(resume_at).await;
-                    stream.next().await
-                } => next,
+                next = paced(&mut stream, resume_at) => next,
             };
             match next {
                 Some(Ok(chunk)) => {

@@ -41,14 +41,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::checksum::Verifier;
-use super::ratelimit::{pause, Limits};
+use super::ratelimit::{paced, pause, Limits};
 use super::state::ResumeState;
 use super::writer::{self, Ordered, SegmentWriter};
 use super::{
     header_text, http, part_path, Completed, DownloadError, Downloader, Job, Slots, Tries,
     CHECKPOINT_INTERVAL,
 };
-use crate::events::{Event, Progress};
+use crate::events::Progress;
 
 /// Largest smallest-half a connection steals: with a large `--min-split-size`,
 /// connections still take over halves down to this size at the end of a file.
@@ -202,8 +202,9 @@ impl Table {
         }
     }
 
-    /// Take up to `n` bytes of a chunk for `conn`'s range; returns how many.
-    fn accept(&mut self, conn: usize, n: u64) -> u64 {
+    /// Take up to `n` bytes of a chunk for `conn`'s range; returns how many,
+    /// and whether the range is now complete.
+    fn accept(&mut self, conn: usize, n: u64) -> (u64, bool) {
         let slot = self
             .slots
             .get_mut(&conn)
@@ -212,7 +213,7 @@ impl Table {
         slot.pos += take;
         slot.last_data = Instant::now();
         self.received += take;
-        take
+        (take, slot.pos >= slot.end)
     }
 
     /// `conn` will not read before `until` (rate limit): not a stall.
@@ -368,10 +369,7 @@ async fn open_part(
 ) -> io::Result<File> {
     tokio::task::spawn_blocking(move || {
         if fresh {
-            match std::fs::remove_file(ResumeState::path_for(&part)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+            writer::remove_if_exists(&ResumeState::path_for(&part))?;
         }
         let file = writer::create_nofollow(&part, fresh)?;
         writer::reserve_space(&file, mode, 0, size)?;
@@ -604,14 +602,12 @@ impl<'a, S: Slots> Split<'a, S> {
                 e => e,
             };
             if let DownloadError::MirrorDropped(why) = &error {
-                dl.events.send(Event::Retrying {
-                    id: self.job.id,
-                    url: self.job.url(),
-                    attempt: tries.failed + 1,
-                    max_attempts: policy.max_attempts(),
-                    reason: format!("connection {}: {why}", conn + 1),
-                    delay: Duration::ZERO,
-                });
+                dl.retrying(
+                    self.job,
+                    tries,
+                    format!("connection {}: {why}", conn + 1),
+                    Duration::ZERO,
+                );
                 conns.push(Box::pin(self.connection(conn, None, None, Duration::ZERO)));
                 continue;
             }
@@ -641,14 +637,12 @@ impl<'a, S: Slots> Split<'a, S> {
                 error.retry_after(),
                 (self.job.id as u64) << 8 | conn as u64,
             );
-            dl.events.send(Event::Retrying {
-                id: self.job.id,
-                url: self.job.url(),
-                attempt: tries.failed + 1,
-                max_attempts: policy.max_attempts(),
-                reason: format!("connection {}: {error}", conn + 1),
+            dl.retrying(
+                self.job,
+                tries,
+                format!("connection {}: {error}", conn + 1),
                 delay,
-            });
+            );
             conns.push(Box::pin(self.connection(conn, None, None, delay)));
         }
     }
@@ -917,14 +911,11 @@ impl<'a, S: Slots> Split<'a, S> {
                     self.lock().wrote(conn, upto);
                     continue;
                 }
-                next = async {
-                    pause(resume_at).await;
-                    stream.next().await
-                } => next,
+                next = paced(&mut stream, resume_at) => next,
             };
             match next {
                 Some(Ok(chunk)) => {
-                    let take = self.lock().accept(conn, chunk.len() as u64);
+                    let (take, range_done) = self.lock().accept(conn, chunk.len() as u64);
                     if take > 0 {
                         self.progress.add(take);
                         resume_at = self.limits.reserve(take);
@@ -940,11 +931,10 @@ impl<'a, S: Slots> Split<'a, S> {
                             self.lock().wrote(conn, upto);
                         }
                     }
-                    let slot = self.lock().slot(conn);
                     // Done with the range; a response that goes on is dropped,
                     // one that ends here is read to its end so the connection
                     // can be reused.
-                    if slot.pos >= slot.end && slot.pos < response_end {
+                    if range_done && self.lock().slot(conn).pos < response_end {
                         // The last bytes count against the rate limit too.
                         tokio::select! {
                             _ = self.stop.cancelled() => {}
@@ -997,15 +987,15 @@ mod tests {
         let mut t = Table::default();
         t.assign(0, (0, 100));
         t.assign(1, (100, 400));
-        assert_eq!(t.accept(1, 100), 100);
+        assert_eq!(t.accept(1, 100), (100, false));
         // Connection 0 finished; 1 has 200 left: 0 takes [300, 400).
-        assert_eq!(t.accept(0, 100), 100);
+        assert_eq!(t.accept(0, 100), (100, true));
         t.wrote(0, 100);
         t.release(0);
         assert!(t.pending.is_empty());
         assert_eq!(t.take_work(0, 10), Some((300, 400)));
         // 1 can only take up to its new end.
-        assert_eq!(t.accept(1, 500), 100);
+        assert_eq!(t.accept(1, 500), (100, true));
         assert_eq!(t.slot(1).end, 300);
         // Connection 0 has 100 left: halves of 50 are worth a request at a
         // minimum of 50, not at 60.
@@ -1029,7 +1019,7 @@ mod tests {
         assert_eq!(t.take_work(1, 50), Some((90, 100)));
         assert_eq!(t.slot(0).end, 90);
         // The stalled connection would drop whatever it still gets.
-        assert_eq!(t.accept(0, 5), 0);
+        assert_eq!(t.accept(0, 5), (0, true));
         assert!(!t.is_complete());
         t.accept(1, 10);
         assert!(!t.is_complete(), "connection 1 has not finished");

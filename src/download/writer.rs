@@ -305,10 +305,7 @@ pub fn complete(
     file.sync_data()?;
     std::fs::rename(part, final_path)?;
     if let Some(state) = remove {
-        match std::fs::remove_file(state) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        remove_if_exists(state)?;
     }
     if let Some(dir) = final_path.parent() {
         let dir = if dir.as_os_str().is_empty() {
@@ -474,6 +471,14 @@ impl SegmentWriter {
             }
             Ok(end)
         }));
+    }
+}
+
+/// Remove a file; one that is not there is fine.
+pub fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -468,14 +468,7 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
                     tries.source = first;
                     tries.abandoned = (0..n).filter(|&i| i != first).collect();
                 }
-                dl.events.send(Event::Retrying {
-                    id: job.id,
-                    url: job.url(),
-                    attempt: tries.failed + 1,
-                    max_attempts: policy.max_attempts(),
-                    reason: e.to_string(),
-                    delay: Duration::ZERO,
-                });
+                dl.retrying(job, tries, e.to_string(), Duration::ZERO);
                 continue;
             }
             Err(e) => e,
@@ -489,19 +482,17 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             let keep = transient && !matches!(error, DownloadError::MirrorDropped(_));
             match next_source(job, tries, keep) {
                 Some(Switch::Now(next)) => {
-                    dl.events.send(Event::Retrying {
-                        id: job.id,
-                        url: job.url(),
-                        attempt: tries.failed + 1,
-                        max_attempts: policy.max_attempts(),
-                        reason: format!(
+                    dl.retrying(
+                        job,
+                        tries,
+                        format!(
                             "{} from {}; trying {}",
                             error,
                             job.source(tries.source),
                             job.source(next)
                         ),
-                        delay: Duration::ZERO,
-                    });
+                        Duration::ZERO,
+                    );
                     tries.source = next;
                     continue;
                 }
@@ -523,14 +514,7 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             return Err(Stop::Failed(format!("{error}{tried}")));
         }
         let delay = policy.delay(tries.failed, error.retry_after(), job.id as u64);
-        dl.events.send(Event::Retrying {
-            id: job.id,
-            url: job.url(),
-            attempt: tries.failed + 1,
-            max_attempts: policy.max_attempts(),
-            reason: error.to_string(),
-            delay,
-        });
+        dl.retrying(job, tries, error.to_string(), delay);
         tokio::select! {
             biased;
             _ = dl.cancel.cancelled() => return Err(Stop::Interrupted),
