@@ -54,7 +54,10 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
         None
     };
     let client = download::http::build_client(&settings, jar.clone())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread for the network: downloads wait on sockets, not on the CPU,
+    // and a second worker would cost a wakeup per task handoff. Files are
+    // written on the blocking pool and by the committer thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod checksum;
+pub mod commit;
 pub mod cookies;
 pub mod http;
 pub mod naming;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::checksum::{Checksum, Mismatch, Verifier};
+use super::commit::{self, Small};
 use crate::config::FileAllocation;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
@@ -34,7 +35,7 @@ pub fn create_nofollow(path: &Path, truncate: bool) -> io::Result<File> {
 }
 
 /// fsync a directory so a rename in it survives a crash.
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -256,7 +257,19 @@ impl PartWriter {
         final_path: PathBuf,
         remove: Option<PathBuf>,
     ) -> io::Result<(u64, Option<Checksum>)> {
-        let carry = self.take_carry().await?;
+        let mut carry = self.take_carry().await?;
+        if carry.file.is_none() && self.truncate && self.unhashed == 0 {
+            // The whole body is here and nothing is on disk yet: one group
+            // commit instead of a blocking task of its own.
+            return commit::commit(Small {
+                part: self.part,
+                final_path,
+                remove,
+                bufs: self.buf,
+                verify: carry.verify.take(),
+            })
+            .await;
+        }
         let job = self.batch_job(carry);
         let part = self.part.clone();
         let end = self.next_offset;
@@ -527,7 +540,7 @@ fn open_part(part: &Path, truncate: bool, offset: u64) -> io::Result<File> {
     Ok(file)
 }
 
-fn write_at(file: &File, bufs: &[Bytes], mut offset: u64) -> io::Result<()> {
+pub(super) fn write_at(file: &File, bufs: &[Bytes], mut offset: u64) -> io::Result<()> {
     for b in bufs {
         file.write_all_at(b, offset)?;
         offset += b.len() as u64;

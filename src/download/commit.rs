@@ -1,0 +1,223 @@
+//! Group commit for downloads whose whole body arrived in one batch.
+//!
+//! A small file costs five file-system steps (create the `.part`, write,
+//! fdatasync, rename, fsync the directory) and, on the blocking pool, a thread
+//! wakeup each. Thousands of small files at once spend more time waking threads
+//! than writing. Here one committer thread takes every small file waiting in its
+//! queue and runs each step for the whole group: all writes, then all flushes,
+//! then all renames, then one fsync per directory. On a disk the first flush
+//! commits the journal for the files after it, and a directory is synced once
+//! for every rename in it. The guarantees are the same as for a large file: the
+//! data is flushed before the rename, the rename is durable before the download
+//! is reported done, and a checksum mismatch deletes the `.part`.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::checksum::{Checksum, Verifier};
+use super::writer;
+
+/// The most files committed in one group.
+const GROUP: usize = 256;
+
+/// What a commit hands back: the file's size and its verified digest.
+pub type Committed = io::Result<(u64, Option<Checksum>)>;
+
+/// One small download, whole in memory, to be written as `part` and renamed
+/// to `final_path`; `remove` is a stale state file to delete.
+pub struct Small {
+    pub part: PathBuf,
+    pub final_path: PathBuf,
+    pub remove: Option<PathBuf>,
+    pub bufs: Vec<Bytes>,
+    pub verify: Option<Verifier>,
+}
+
+struct Job {
+    small: Small,
+    reply: oneshot::Sender<Committed>,
+}
+
+/// Write, flush, verify and rename a small download on the committer thread.
+pub async fn commit(small: Small) -> Committed {
+    let (reply, answer) = oneshot::channel();
+    committer()
+        .send(Job { small, reply })
+        .map_err(|_| io::Error::other("the file committer stopped"))?;
+    answer
+        .await
+        .map_err(|_| io::Error::other("the file committer stopped"))?
+}
+
+fn committer() -> &'static mpsc::Sender<Job> {
+    static QUEUE: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("volley-commit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut group = vec![first];
+                    while group.len() < GROUP {
+                        match rx.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    commit_group(group);
+                }
+            })
+            .expect("cannot start the file committer thread");
+        tx
+    })
+}
+
+/// A file of the group that passed every step so far.
+struct Pending {
+    file: File,
+    size: u64,
+    job: Job,
+}
+
+/// Each step for the whole group; a file that fails a step gets its error and
+/// leaves the group.
+fn commit_group(group: Vec<Job>) {
+    let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
+    for mut job in group {
+        let s = &mut job.small;
+        let written = writer::create_nofollow(&s.part, true).and_then(|file| {
+            writer::write_at(&file, &s.bufs, 0)?;
+            Ok(file)
+        });
+        match written {
+            Ok(file) => {
+                let size = s.bufs.iter().map(|b| b.len() as u64).sum();
+                if let Some(v) = s.verify.as_mut() {
+                    s.bufs.iter().for_each(|b| v.update(b));
+                }
+                s.bufs = Vec::new();
+                pending.push(Pending { file, size, job });
+            }
+            Err(e) => {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+    }
+    let mut renamed: Vec<(Pending, Option<Checksum>)> = Vec::with_capacity(pending.len());
+    for mut p in pending {
+        let s = &mut p.job.small;
+        let step = p.file.sync_data().and_then(|()| {
+            let verified = s
+                .verify
+                .take()
+                .map(Verifier::finish)
+                .transpose()
+                .map_err(|m| writer::discard(&s.part, s.remove.as_deref(), m))?;
+            std::fs::rename(&s.part, &s.final_path)?;
+            if let Some(state) = &s.remove {
+                writer::remove_if_exists(state)?;
+            }
+            Ok(verified)
+        });
+        match step {
+            Ok(verified) => renamed.push((p, verified)),
+            Err(e) => {
+                let _ = p.job.reply.send(Err(e));
+            }
+        }
+    }
+    // One directory fsync covers every rename in it.
+    renamed
+        .sort_by(|a, b| dir_of(&a.0.job.small.final_path).cmp(dir_of(&b.0.job.small.final_path)));
+    let mut synced: Option<(&Path, Result<(), io::ErrorKind>)> = None;
+    let mut replies = Vec::with_capacity(renamed.len());
+    for (p, verified) in &renamed {
+        let dir = dir_of(&p.job.small.final_path);
+        let result = match synced {
+            Some((d, r)) if d == dir => r,
+            _ => {
+                let r = writer::sync_dir(dir).map_err(|e| e.kind());
+                synced = Some((dir, r));
+                r
+            }
+        };
+        replies.push(result.map(|()| (p.size, verified.clone())).map_err(|kind| {
+            io::Error::new(kind, format!("cannot sync directory {}", dir.display()))
+        }));
+    }
+    for ((p, _), reply) in renamed.into_iter().zip(replies) {
+        let _ = p.job.reply.send(reply);
+    }
+}
+
+/// The directory a file is renamed in (`.` for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::download::checksum::Checksum;
+
+    fn small(dir: &Path, name: &str, body: &'static [u8], verify: Option<Verifier>) -> Small {
+        Small {
+            part: dir.join(format!("{name}.part")),
+            final_path: dir.join(name),
+            remove: None,
+            bufs: vec![Bytes::from_static(body)],
+            verify,
+        }
+    }
+
+    #[tokio::test]
+    async fn many_small_files_land_whole_under_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..300).map(|i| format!("f{i}")).collect();
+        let commits = names
+            .iter()
+            .map(|n| commit(small(dir.path(), n, b"hello", None)));
+        for r in futures_util::future::join_all(commits).await {
+            assert_eq!(r.unwrap().0, 5);
+        }
+        for n in &names {
+            assert_eq!(std::fs::read(dir.path().join(n)).unwrap(), b"hello");
+            assert!(!dir.path().join(format!("{n}.part")).exists());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mismatch_deletes_the_part_and_keeps_the_name_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrong: Checksum = format!("sha-256={}", "0".repeat(64)).parse().unwrap();
+        let verify = Verifier::new(vec![wrong]);
+        let err = commit(small(dir.path(), "x", b"body", verify))
+            .await
+            .unwrap_err();
+        assert!(writer::as_mismatch(&err).is_some(), "{err}");
+        assert!(!dir.path().join("x").exists());
+        assert!(!dir.path().join("x.part").exists());
+    }
+
+    #[tokio::test]
+    async fn a_failed_file_does_not_fail_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no/such/dir");
+        let (bad, good) = tokio::join!(
+            commit(small(&missing, "a", b"a", None)),
+            commit(small(dir.path(), "b", b"b", None)),
+        );
+        assert!(bad.is_err());
+        assert_eq!(good.unwrap().0, 1);
+        assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), b"b");
+    }
+}
