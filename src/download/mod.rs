@@ -343,10 +343,21 @@ pub struct Names(Mutex<NameTable>);
 
 #[derive(Debug, Default)]
 struct NameTable {
-    taken: HashSet<PathBuf>,
-    /// Per wanted path, the number to try next, so that a batch of many
-    /// downloads wanting one name costs no more than one probe each.
-    next: HashMap<PathBuf, usize>,
+    /// Hashes of the paths taken: eight bytes per name, so a list of millions
+    /// stays small. Two paths sharing a hash (about one chance in 10^9 for a
+    /// million names) would only give the second a numbered name.
+    taken: HashSet<u64>,
+    /// Per wanted path (by hash) asked for more than once, the number to try
+    /// next, so that many downloads wanting one name cost one probe each.
+    next: HashMap<u64, usize>,
+}
+
+/// The hash a path is known by in [`NameTable`].
+fn path_key(path: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
 }
 
 impl Names {
@@ -355,18 +366,23 @@ impl Names {
     pub fn reserve(&self, dir: &Path, name: &str, avoid_existing: bool) -> PathBuf {
         let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let wanted = dir.join(name);
-        let mut n = table.next.get(&wanted).copied().unwrap_or(0);
+        let wanted_key = path_key(&wanted);
+        let mut n = table.next.get(&wanted_key).copied().unwrap_or(0);
         let mut path = if n == 0 {
-            wanted.clone()
+            wanted
         } else {
             dir.join(naming::numbered(name, n))
         };
-        while table.taken.contains(&path) || avoid_existing && path.symlink_metadata().is_ok() {
+        while table.taken.contains(&path_key(&path))
+            || avoid_existing && path.symlink_metadata().is_ok()
+        {
             n += 1;
             path = dir.join(naming::numbered(name, n));
         }
-        table.next.insert(wanted, n + 1);
-        table.taken.insert(path.clone());
+        if n > 0 {
+            table.next.insert(wanted_key, n + 1);
+        }
+        table.taken.insert(path_key(&path));
         path
     }
 }

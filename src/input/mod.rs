@@ -283,6 +283,8 @@ pub fn parse_list(
             Ok(mut urls) => {
                 let mut spec = DownloadSpec::new(urls.remove(0));
                 urls.dedup();
+                // Most lines have no mirrors: keep no allocation for them.
+                urls.shrink_to_fit();
                 spec.mirrors = urls;
                 specs.push(spec);
                 current = Some(specs.len() - 1);
