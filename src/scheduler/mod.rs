@@ -2,7 +2,7 @@
 //! order with at most `--jobs` at once and `--max-per-host` per host, and retries
 //! with exponential backoff and full jitter.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,17 +36,15 @@ enum Outcome {
     Interrupted(DownloadId, u64),
 }
 
-/// One line of the batch, planned.
-enum Entry {
-    /// A download to run.
-    Job(Box<Job>),
+/// One line of the batch, planned before anything starts: names are reserved
+/// for the whole batch in input order, so a name never depends on timing. The
+/// spec itself stays in the input until its download starts, so a long list is
+/// held once, not twice.
+enum Planned {
+    /// A download, with the name reserved for it (`None` for stdout).
+    Job(Option<Box<str>>),
     /// The same URL and name as an earlier download: reported, not fetched.
-    Duplicate {
-        id: DownloadId,
-        url: String,
-        path: PathBuf,
-        of: DownloadId,
-    },
+    Duplicate(Box<(PathBuf, DownloadId)>),
 }
 
 /// Shared by every download task.
@@ -71,12 +69,12 @@ pub async fn run(
     let started = Instant::now();
     let to_stdout = settings.output == Some(OutputName::Stdout);
     let names = Names::default();
-    let entries = plan(settings, input.specs, &names, to_stdout);
+    let (planned, dirs) = plan(settings, &input.specs, &names, to_stdout);
     // A dry run writes nothing, directories included.
     let bad_dirs = if settings.dry_run {
         HashMap::new()
     } else {
-        create_dirs(&entries).await
+        create_dirs(dirs).await
     };
     let shared = Arc::new(Shared {
         downloader: Downloader {
@@ -114,11 +112,18 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(settings.jobs));
     let mut running = JoinSet::new();
     let mut summary = RunSummary::default();
-    let mut entries = entries.into_iter();
-    for entry in entries.by_ref() {
-        let job = match entry {
-            Entry::Job(job) => *job,
-            Entry::Duplicate { id, url, path, of } => {
+    let mut lines = input.specs.into_iter().zip(planned).enumerate();
+    for (id, (mut spec, planned)) in lines.by_ref() {
+        let job = match planned {
+            Planned::Job(name) => Job {
+                id,
+                dir: job_dir(settings, spec.dir.take()),
+                name: name.map(String::from),
+                spec,
+            },
+            Planned::Duplicate(first) => {
+                let (path, of) = *first;
+                let url = spec.url.to_string();
                 events.send(Event::Duplicate { id, url, path, of });
                 summary.skipped += 1;
                 continue;
@@ -138,9 +143,9 @@ pub async fn run(
         }
         running.spawn(run_one(shared.clone(), job, permit));
     }
-    for entry in entries {
-        if let Entry::Job(job) = entry {
-            summary.incomplete.push(job.id);
+    for (id, (_, planned)) in lines {
+        if let Planned::Job(_) = planned {
+            summary.incomplete.push(id);
             summary.not_started += 1;
         }
     }
@@ -180,49 +185,52 @@ fn record(summary: &mut RunSummary, done: Result<Outcome, tokio::task::JoinError
     }
 }
 
-/// Give every download its directory and a name unique in the batch, in input
-/// order. A URL that comes again with the same `out=` and `dir=` (or none) is a
-/// duplicate of the first: downloaded once.
+/// The directory a download saves into: its `dir=` under `--dir`.
+fn job_dir(settings: &Settings, dir: Option<PathBuf>) -> PathBuf {
+    match dir {
+        Some(d) => settings.dir.join(d),
+        None => settings.dir.clone(),
+    }
+}
+
+/// Give every download a name unique in the batch, in input order, and list
+/// the directories to create. A URL that comes again with the same `out=` and
+/// `dir=` (or none) is a duplicate of the first: downloaded once.
 fn plan(
     settings: &Settings,
-    specs: Vec<DownloadSpec>,
+    specs: &[DownloadSpec],
     names: &Names,
     to_stdout: bool,
-) -> Vec<Entry> {
+) -> (Vec<Planned>, BTreeSet<PathBuf>) {
+    let dir_of = |spec: &DownloadSpec| job_dir(settings, spec.dir.clone());
     // Earlier downloads by a hash of (URL, out=, dir): a few bytes per line,
     // so a list of 100,000 URLs does not keep a second copy of every URL.
     // A hash match is compared exactly before it counts.
     let mut seen: HashMap<u64, usize> = HashMap::with_capacity(specs.len());
-    let mut entries: Vec<Entry> = Vec::with_capacity(specs.len());
-    for (id, mut spec) in specs.into_iter().enumerate() {
-        let dir = match spec.dir.take() {
-            Some(d) => settings.dir.join(d),
-            None => settings.dir.clone(),
-        };
+    let mut planned: Vec<Planned> = Vec::with_capacity(specs.len());
+    let mut dirs = BTreeSet::new();
+    for (id, spec) in specs.iter().enumerate() {
+        let dir = dir_of(spec);
         let key = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             (spec.url.as_str(), spec.out.as_deref(), &dir).hash(&mut h);
             h.finish()
         };
-        let earlier = seen.get(&key).and_then(|&i| match &entries[i] {
-            Entry::Job(j) if j.spec.url == spec.url && j.spec.out == spec.out && j.dir == dir => {
-                Some(j)
+        let earlier = seen.get(&key).and_then(|&i| {
+            let first = &specs[i];
+            let same = first.url == spec.url && first.out == spec.out && dir_of(first) == dir;
+            match &planned[i] {
+                Planned::Job(name) if same => Some((i, name)),
+                _ => None,
             }
-            _ => None,
         });
-        if let Some(first) = earlier {
-            let path = match &first.name {
-                Some(n) => first.dir.join(n),
+        if let Some((of, name)) = earlier {
+            let path = match name {
+                Some(n) => dir.join(&**n),
                 None => PathBuf::from("-"),
             };
-            let of = first.id;
-            entries.push(Entry::Duplicate {
-                id,
-                url: spec.url.to_string(),
-                path,
-                of,
-            });
+            planned.push(Planned::Duplicate(Box::new((path, of))));
             continue;
         }
         let name = (!to_stdout).then(|| {
@@ -234,29 +242,19 @@ fn plan(
             path.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or(wanted)
+                .into_boxed_str()
         });
-        seen.entry(key).or_insert(entries.len());
-        entries.push(Entry::Job(Box::new(Job {
-            id,
-            spec,
-            dir,
-            name,
-        })));
+        if name.is_some() && !dirs.contains(&dir) {
+            dirs.insert(dir);
+        }
+        seen.entry(key).or_insert(id);
+        planned.push(Planned::Job(name));
     }
-    entries
+    (planned, dirs)
 }
 
 /// Create each distinct directory once; a failure fails only its downloads.
-async fn create_dirs(entries: &[Entry]) -> HashMap<PathBuf, String> {
-    let mut dirs: Vec<PathBuf> = entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Job(j) if j.name.is_some() => Some(j.dir.clone()),
-            _ => None,
-        })
-        .collect();
-    dirs.sort();
-    dirs.dedup();
+async fn create_dirs(dirs: BTreeSet<PathBuf>) -> HashMap<PathBuf, String> {
     tokio::task::spawn_blocking(move || {
         dirs.into_iter()
             .filter_map(|d| {
