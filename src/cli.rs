@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::config::{ByteSize, FileAllocation, OnExists, ProgressMode};
+use crate::input::shard::ShardArg;
 
 /// Text shown after the options in `--help`.
 const AFTER_HELP: &str = "\
@@ -45,6 +46,14 @@ pub struct Cli {
     /// TOML config file [default: $XDG_CONFIG_HOME/volley/config.toml when present].
     #[arg(long, value_name = "FILE", help_heading = "Input")]
     pub config: Option<PathBuf>,
+
+    /// Download only shard K of N of the input (0 <= K < N; a URL belongs to shard FNV-1a-64(URL) mod N), or 'auto' from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX) or a Slurm job array (SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN) [config: shard].
+    #[arg(long, value_name = "K/N|auto", help_heading = "Input")]
+    pub shard: Option<ShardArg>,
+
+    /// Number of shards for --shard auto (a Kubernetes Job's completions; overrides SLURM_ARRAY_TASK_COUNT) [config: shard_count].
+    #[arg(long, value_name = "N", help_heading = "Input")]
+    pub shard_count: Option<u64>,
 
     /// Directory to save into, created if missing [default: .] [config: dir].
     #[arg(short = 'd', long, value_name = "DIR", help_heading = "Output")]

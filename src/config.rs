@@ -12,6 +12,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use crate::cli::Cli;
+use crate::input::shard::{self, Shard, ShardArg, ShardError};
 
 /// Downloads at once unless `--jobs` says otherwise.
 pub const DEFAULT_JOBS: usize = 8;
@@ -63,6 +64,9 @@ pub enum ConfigError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// `--shard`, `--shard-count` or the scheduler's variables for `--shard auto`.
+    #[error(transparent)]
+    Shard(#[from] ShardError),
 }
 
 /// What to do when the final file already exists before the run.
@@ -271,6 +275,10 @@ pub struct FileConfig {
     pub load_cookies: Option<PathBuf>,
     /// `--save-cookies`
     pub save_cookies: Option<PathBuf>,
+    /// `--shard`: `"K/N"` or `"auto"`.
+    pub shard: Option<ShardArg>,
+    /// `--shard-count`
+    pub shard_count: Option<u64>,
 }
 
 /// What `--print-paths` / `-0` print between paths.
@@ -372,6 +380,8 @@ pub struct Settings {
     pub print_paths: Option<PrintPaths>,
     /// `--save-failed`.
     pub save_failed: Option<PathBuf>,
+    /// `--shard`: only the downloads of this shard run.
+    pub shard: Option<Shard>,
 }
 
 impl Settings {
@@ -516,6 +526,11 @@ impl Settings {
                 None
             },
             save_failed: cli.save_failed,
+            shard: shard::resolve(
+                cli.shard.or(file.shard),
+                cli.shard_count.or(file.shard_count),
+                shard::process_env,
+            )?,
         };
         if settings.print_paths.is_some() && settings.json {
             return Err(invalid(

@@ -13,6 +13,7 @@ use reqwest::Url;
 use std::collections::HashMap;
 
 pub mod metalink;
+pub mod shard;
 
 use crate::config::{self, parse_header, ByteSize, OutputName, Settings};
 use crate::download::checksum::{self, Checksum};
@@ -219,7 +220,10 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
             specs[0].out = Some(name.clone());
         }
     }
-    Ok(Input { specs, sums })
+    Ok(Input {
+        specs: shard::keep(settings.shard, specs),
+        sums,
+    })
 }
 
 /// Whether a `-i` file is a Metalink file, by its name.
