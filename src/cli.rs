@@ -2,13 +2,36 @@
 //!
 //! Every option is an `Option` so that [`crate::config`] can tell a flag that was
 //! given from one that was not, and let flags override the config file.
+//!
+//! Help text conventions: the first paragraph of a doc comment is the one-line
+//! help of `-h`; the whole comment is the long help of `--help` (and the man
+//! page), whose last paragraph gives the default and the config key, as
+//! `[default: VALUE] [config: KEY]` (each only where there is one). Every option
+//! sits under one of [`HEADINGS`]. README.md's "Options" section is the
+//! `--help` output (see tests/cli.rs).
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 use crate::config::{ByteSize, FileAllocation, OnExists, ProgressMode};
 use crate::input::shard::ShardArg;
+
+pub mod generate;
+
+/// The help headings, in the order `--help` shows them; every option is under one.
+pub const HEADINGS: [&str; 6] = [
+    "Input",
+    "Output",
+    "Concurrency",
+    "Resilience",
+    "HTTP",
+    "Reporting",
+];
+
+/// Width help is wrapped to, whatever the terminal: the help (and README's
+/// copy of it) is the same everywhere.
+pub const HELP_WIDTH: usize = 100;
 
 /// Text shown after the options in `--help`.
 const AFTER_HELP: &str = "\
@@ -24,13 +47,26 @@ connections=N, limit_rate=RATE, checksum=ALGO=HEX";
 
 /// volley: download a batch of URLs concurrently, safely and resumably.
 #[derive(Debug, Parser)]
-#[command(name = "volley", version, about, after_help = AFTER_HELP)]
+#[command(
+    name = "volley",
+    version,
+    about,
+    after_help = AFTER_HELP,
+    term_width = HELP_WIDTH,
+    max_term_width = HELP_WIDTH,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    next_display_order = 1
+)]
 pub struct Cli {
     /// URLs to download.
-    #[arg(value_name = "URL")]
+    #[arg(value_name = "URL", display_order = 0, help_heading = "Input")]
     pub urls: Vec<String>,
 
-    /// Read URLs from FILE ('-' reads stdin); may be combined with URL arguments.
+    /// Read URLs from FILE ('-' reads stdin).
+    ///
+    /// The list format is aria2c's (see below); may be combined with URL arguments. A FILE ending
+    /// in .meta4 or .metalink is read as a Metalink file.
     #[arg(
         short = 'i',
         long = "input-file",
@@ -39,95 +75,178 @@ pub struct Cli {
     )]
     pub input_file: Option<PathBuf>,
 
-    /// Read downloads from a Metalink file (RFC 5854 or v3): names, sizes, mirrors, hashes. A -i file ending in .meta4 or .metalink is read the same way.
+    /// Read downloads from a Metalink file (RFC 5854 or v3).
+    ///
+    /// Every <file> becomes a download with its name, size, mirrors (in priority order) and its
+    /// strongest whole-file hash. A -i file ending in .meta4 or .metalink is read the same way.
     #[arg(long, value_name = "FILE", help_heading = "Input")]
     pub metalink: Option<PathBuf>,
 
-    /// TOML config file [default: $XDG_CONFIG_HOME/volley/config.toml when present].
+    /// TOML config file.
+    ///
+    /// Flags override the file; config.example.toml lists every key with its default.
+    ///
+    /// [default: $XDG_CONFIG_HOME/volley/config.toml or ~/.config/volley/config.toml, when present]
     #[arg(long, value_name = "FILE", help_heading = "Input")]
     pub config: Option<PathBuf>,
 
-    /// Download only shard K of N of the input (0 <= K < N; a URL belongs to shard FNV-1a-64(URL) mod N), or 'auto' from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX) or a Slurm job array (SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN) [config: shard].
+    /// Download only shard K of N of the input (0 <= K < N), or 'auto'.
+    ///
+    /// N processes given the same input and N split it with no overlap and no gap. A download
+    /// belongs to shard FNV-1a-64(URL) mod N: the 64-bit FNV-1a hash of the bytes of its URL as
+    /// serialised after parsing (lower-case scheme and host, '/' for an empty path), so a URL is
+    /// in the same shard on every run and platform, and a URL given twice is in one shard.
+    ///
+    /// 'auto' takes K from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX; N from --shard-count)
+    /// or a Slurm job array (SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN; N from
+    /// SLURM_ARRAY_TASK_COUNT or --shard-count).
+    ///
+    /// [config: shard]
     #[arg(long, value_name = "K/N|auto", help_heading = "Input")]
     pub shard: Option<ShardArg>,
 
-    /// Number of shards for --shard auto (a Kubernetes Job's completions; overrides SLURM_ARRAY_TASK_COUNT) [config: shard_count].
+    /// Number of shards for --shard auto.
+    ///
+    /// Needed in a Kubernetes Indexed Job (its completions); in a Slurm array it overrides
+    /// SLURM_ARRAY_TASK_COUNT. With --shard K/N it must equal N.
+    ///
+    /// [config: shard_count]
     #[arg(long, value_name = "N", help_heading = "Input")]
     pub shard_count: Option<u64>,
 
-    /// Directory to save into, created if missing [default: .] [config: dir].
+    /// Directory to save into, created if missing.
+    ///
+    /// [default: .] [config: dir]
     #[arg(short = 'd', long, value_name = "DIR", help_heading = "Output")]
     pub dir: Option<PathBuf>,
 
-    /// File name; only with exactly one URL. '-' writes the body to stdout.
+    /// File name; only with exactly one URL.
+    ///
+    /// '-' writes the body to stdout. Name several downloads with out= in a list (-i).
     #[arg(short = 'o', long, value_name = "NAME", help_heading = "Output")]
     pub output: Option<String>,
 
-    /// When the final file already exists: skip | overwrite | rename | fail [default: skip] [config: on_exists].
+    /// When the final file already exists: skip | overwrite | rename | fail.
+    ///
+    /// skip reports "already complete" and sends no request; overwrite replaces it; rename saves
+    /// as NAME.1.EXT (NAME.2.EXT, ...); fail fails that download.
+    ///
+    /// [default: skip] [config: on_exists]
     #[arg(long, value_name = "POLICY", help_heading = "Output")]
     pub on_exists: Option<OnExists>,
 
-    /// Verify the download with ALGO=HEX (sha-256, sha-512, sha-1, md5, blake2b, blake3); only with one URL (use checksum= in a list for several).
+    /// Verify the download with ALGO=HEX; only with one URL.
+    ///
+    /// ALGO is sha-256, sha-512, sha-1, md5, blake2b or blake3. Give each download of a list its
+    /// own checksum= option, or use --checksum-file.
     #[arg(long, value_name = "ALGO=HEX", help_heading = "Output")]
     pub checksum: Option<String>,
 
-    /// Verify every download named in a sha256sum/sha512sum/b2sum-style FILE (GNU or BSD lines).
+    /// Verify every download named in a sha256sum-style FILE.
+    ///
+    /// Files as sha256sum, sha512sum or b2sum print them: GNU lines (HEX  NAME, HEX *NAME) or BSD lines (SHA256 (NAME) = HEX); a download is checked
+    /// when its final file name is a NAME in the file.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub checksum_file: Option<PathBuf>,
 
-    /// Set each file's mtime from Last-Modified; on a rerun, skip a file whose local copy is as new and as large [config: timestamping].
+    /// Set mtimes from Last-Modified; skip unchanged files on a rerun.
+    ///
+    /// A rerun sends If-Modified-Since and skips a file on 304, or when the server's copy is not
+    /// newer and has the same size.
+    ///
+    /// [default: off] [config: timestamping]
     #[arg(short = 'N', long, help_heading = "Output")]
     pub timestamping: bool,
 
-    /// Reserve disk space for files of known size: none | prealloc | falloc [default: falloc] [config: file_allocation].
+    /// Reserve disk space for files of known size: none | prealloc | falloc.
+    ///
+    /// none reserves nothing; prealloc sizes the file up front (sparse); falloc reserves the
+    /// blocks with posix_fallocate (sparse where the filesystem does not support it).
+    ///
+    /// [default: falloc] [config: file_allocation]
     #[arg(long, value_name = "MODE", help_heading = "Output")]
     pub file_allocation: Option<FileAllocation>,
 
-    /// Downloads at once [default: 8] [config: jobs].
+    /// Downloads at once.
+    ///
+    /// [default: 8] [config: jobs]
     #[arg(short = 'j', long, value_name = "N", help_heading = "Concurrency")]
     pub jobs: Option<usize>,
 
-    /// Connections open to one host at once, across all downloads [default: 8] [config: max_per_host].
+    /// Connections open to one host at once, across all downloads.
+    ///
+    /// [default: 8] [config: max_per_host]
     #[arg(long, value_name = "N", help_heading = "Concurrency")]
     pub max_per_host: Option<usize>,
 
-    /// Most connections one download may use: a large file is split into ranges fetched in parallel [default: 1] [config: connections].
+    /// Most connections one download may use.
+    ///
+    /// A large file is split into ranges fetched in parallel when the server supports ranges.
+    /// List option: connections=N.
+    ///
+    /// [default: 1] [config: connections]
     #[arg(short = 'x', long, value_name = "N", help_heading = "Concurrency")]
     pub connections: Option<usize>,
 
-    /// Split a file only into pieces at least this large (K, M, G = KiB, MiB, GiB) [default: 4M] [config: min_split_size].
+    /// Split a file only into pieces at least this large.
+    ///
+    /// A size is bytes with an optional K, M or G (KiB, MiB, GiB).
+    ///
+    /// [default: 4M] [config: min_split_size]
     #[arg(long, value_name = "SIZE", help_heading = "Concurrency")]
     pub min_split_size: Option<ByteSize>,
 
-    /// Cap the whole run at RATE bytes per second (e.g. 500K, 10M) [config: limit_rate].
+    /// Cap the whole run at RATE bytes per second (e.g. 500K, 10M).
+    ///
+    /// No cap by default.
+    ///
+    /// [config: limit_rate]
     #[arg(long, value_name = "RATE", help_heading = "Concurrency")]
     pub limit_rate: Option<ByteSize>,
 
-    /// Cap each download at RATE bytes per second [config: limit_rate_per_download].
+    /// Cap each download at RATE bytes per second.
+    ///
+    /// No cap by default. List option: limit_rate=RATE.
+    ///
+    /// [config: limit_rate_per_download]
     #[arg(long, value_name = "RATE", help_heading = "Concurrency")]
     pub limit_rate_per_download: Option<ByteSize>,
 
-    /// Retries of a failed download after the first try [default: 5] [config: retries].
+    /// Retries of a failed download after the first try.
+    ///
+    /// [default: 5] [config: retries]
     #[arg(long, value_name = "N", help_heading = "Resilience")]
     pub retries: Option<u32>,
 
-    /// Base of the exponential backoff between retries, seconds [default: 1] [config: retry_wait].
+    /// Base of the exponential backoff between retries, seconds.
+    ///
+    /// [default: 1] [config: retry_wait]
     #[arg(long, value_name = "S", help_heading = "Resilience")]
     pub retry_wait: Option<f64>,
 
-    /// Longest wait between retries, seconds; also caps Retry-After [default: 60] [config: max_retry_wait].
+    /// Longest wait between retries, seconds; also caps Retry-After.
+    ///
+    /// [default: 60] [config: max_retry_wait]
     #[arg(long, value_name = "S", help_heading = "Resilience")]
     pub max_retry_wait: Option<f64>,
 
-    /// Seconds to establish a connection [default: 10] [config: connect_timeout].
+    /// Seconds to establish a connection.
+    ///
+    /// [default: 10] [config: connect_timeout]
     #[arg(long, value_name = "S", help_heading = "Resilience")]
     pub connect_timeout: Option<f64>,
 
-    /// Idle timeout: seconds without a byte before a try is abandoned [default: 30] [config: timeout].
+    /// Idle timeout: seconds without a byte before a try is abandoned.
+    ///
+    /// [default: 30] [config: timeout]
     #[arg(long, value_name = "S", help_heading = "Resilience")]
     pub timeout: Option<f64>,
 
-    /// Extra request header 'K: V', repeatable [config: headers].
+    /// Extra request header 'K: V', repeatable.
+    ///
+    /// Added to the headers of the config file.
+    ///
+    /// [config: headers]
     #[arg(
         short = 'H',
         long = "header",
@@ -136,81 +255,161 @@ pub struct Cli {
     )]
     pub headers: Vec<String>,
 
-    /// User-Agent header [default: volley/VERSION] [config: user_agent].
+    /// User-Agent header.
+    ///
+    /// [default: volley/VERSION] [config: user_agent]
     #[arg(short = 'U', long, value_name = "UA", help_heading = "HTTP")]
     pub user_agent: Option<String>,
 
-    /// Proxy for all requests; HTTP_PROXY, HTTPS_PROXY and NO_PROXY are honoured too [config: proxy].
+    /// Proxy for all requests.
+    ///
+    /// HTTP_PROXY, HTTPS_PROXY and NO_PROXY are honoured too.
+    ///
+    /// [config: proxy]
     #[arg(long, value_name = "URL", help_heading = "HTTP")]
     pub proxy: Option<String>,
 
-    /// Accept invalid TLS certificates [config: insecure].
+    /// Accept invalid TLS certificates.
+    ///
+    /// [default: off] [config: insecure]
     #[arg(long, help_heading = "HTTP")]
     pub insecure: bool,
 
-    /// Add a PEM root certificate to the trusted set [config: ca_cert].
+    /// Add a PEM root certificate to the trusted set.
+    ///
+    /// [config: ca_cert]
     #[arg(long, value_name = "FILE", help_heading = "HTTP")]
     pub ca_cert: Option<PathBuf>,
 
-    /// Follow redirects from https to http (refused by default) [config: allow_insecure_redirect].
+    /// Follow redirects from https to http (refused by default).
+    ///
+    /// [default: off] [config: allow_insecure_redirect]
     #[arg(long, help_heading = "HTTP")]
     pub allow_insecure_redirect: bool,
 
-    /// Most redirects followed per download [default: 10] [config: max_redirects].
+    /// Most redirects followed per download.
+    ///
+    /// A redirect loop fails that download.
+    ///
+    /// [default: 10] [config: max_redirects]
     #[arg(long, value_name = "N", help_heading = "HTTP")]
     pub max_redirects: Option<usize>,
 
-    /// HTTP Basic user for every download (see --netrc for per-host credentials) [config: http_user].
+    /// HTTP Basic user for every download.
+    ///
+    /// Sent only to each download's own host; see --netrc for per-host credentials.
+    ///
+    /// [config: http_user]
     #[arg(long, value_name = "USER", help_heading = "HTTP")]
     pub http_user: Option<String>,
 
-    /// HTTP Basic password for --http-user [config: http_password].
+    /// HTTP Basic password for --http-user.
+    ///
+    /// [config: http_password]
     #[arg(long, value_name = "PASS", help_heading = "HTTP")]
     pub http_password: Option<String>,
 
-    /// Take HTTP Basic credentials per host from ~/.netrc [config: netrc].
+    /// Take HTTP Basic credentials per host from ~/.netrc.
+    ///
+    /// [default: off] [config: netrc]
     #[arg(long, help_heading = "HTTP")]
     pub netrc: bool,
 
-    /// Take HTTP Basic credentials per host from FILE (implies --netrc) [config: netrc_file].
+    /// Take HTTP Basic credentials per host from FILE (implies --netrc).
+    ///
+    /// [config: netrc_file]
     #[arg(long, value_name = "FILE", help_heading = "HTTP")]
     pub netrc_file: Option<PathBuf>,
 
-    /// Send cookies from a Netscape cookies.txt FILE [config: load_cookies].
+    /// Send cookies from a Netscape cookies.txt FILE.
+    ///
+    /// [config: load_cookies]
     #[arg(long, value_name = "FILE", help_heading = "HTTP")]
     pub load_cookies: Option<PathBuf>,
 
-    /// Write the cookie jar to FILE (Netscape format) at the end [config: save_cookies].
+    /// Write the cookie jar to FILE (Netscape format) at the end.
+    ///
+    /// [config: save_cookies]
     #[arg(long, value_name = "FILE", help_heading = "HTTP")]
     pub save_cookies: Option<PathBuf>,
 
-    /// Resolve every download (final URL, status, size, name, resume or skip) without downloading or writing anything.
+    /// Resolve every download without downloading or writing anything.
+    ///
+    /// Shows the final URL, status, size, name and whether it would download, resume or skip
+    /// (HEAD requests; a one-byte GET where HEAD is refused). Exit 1 when any would fail.
+    ///
+    /// [default: off]
     #[arg(long, help_heading = "Reporting")]
     pub dry_run: bool,
 
     /// Print the path of each completed file on stdout, one per line.
+    ///
+    /// Files already complete included. Not with --json or -o -.
+    ///
+    /// [default: off]
     #[arg(long, help_heading = "Reporting")]
     pub print_paths: bool,
 
     /// Like --print-paths, NUL-separated (for xargs -0).
+    ///
+    /// [default: off]
     #[arg(short = '0', long = "print0", help_heading = "Reporting")]
     pub print0: bool,
 
     /// Write the downloads that did not complete to FILE, as a list for -i.
+    ///
+    /// Failed, interrupted and never started downloads, with their options.
     #[arg(long, value_name = "FILE", help_heading = "Reporting")]
     pub save_failed: Option<PathBuf>,
 
-    /// Errors and the final failures only [config: quiet].
+    /// Errors and the final failures only.
+    ///
+    /// [default: off] [config: quiet]
     #[arg(short = 'q', long, help_heading = "Reporting")]
     pub quiet: bool,
 
-    /// Progress display: auto (bars on a terminal, plain lines otherwise) | bars | plain | none [default: auto] [config: progress].
+    /// Progress display: auto | bars | plain | none.
+    ///
+    /// auto shows bars on a terminal and plain lines otherwise; none shows only the summary.
+    ///
+    /// [default: auto] [config: progress]
     #[arg(long, value_name = "MODE", help_heading = "Reporting")]
     pub progress: Option<ProgressMode>,
 
-    /// JSON Lines events on stdout (schema in README) [config: json].
+    /// JSON Lines events on stdout.
+    ///
+    /// The schema is in README.md.
+    ///
+    /// [default: off] [config: json]
     #[arg(long, help_heading = "Reporting")]
     pub json: bool,
+
+    /// Print a completion script for SHELL and exit.
+    ///
+    /// SHELL is bash, zsh, fish, powershell or elvish; e.g. volley --completions bash >
+    /// ~/.local/share/bash-completion/completions/volley
+    #[arg(
+        long,
+        value_name = "SHELL",
+        exclusive = true,
+        hide_possible_values = true,
+        help_heading = "Reporting"
+    )]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the man page (roff) and exit.
+    ///
+    /// e.g. volley --man > ~/.local/share/man/man1/volley.1
+    #[arg(long, exclusive = true, help_heading = "Reporting")]
+    pub man: bool,
+
+    /// Print help (-h: one line per option; --help: all of it).
+    #[arg(short = 'h', long, action = ArgAction::Help, help_heading = "Reporting")]
+    pub help: Option<bool>,
+
+    /// Print the version.
+    #[arg(short = 'V', long, action = ArgAction::Version, help_heading = "Reporting")]
+    pub version: Option<bool>,
 }
 
 #[cfg(test)]
@@ -221,5 +420,17 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_option_has_one_of_the_headings() {
+        for arg in Cli::command().get_arguments() {
+            let heading = arg.get_help_heading();
+            assert!(
+                heading.is_some_and(|h| HEADINGS.contains(&h)),
+                "{} is under {heading:?}",
+                arg.get_id()
+            );
+        }
     }
 }

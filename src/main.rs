@@ -1,4 +1,5 @@
-//! The `volley` binary: parse, resolve settings, read input, run, exit.
+//! The `volley` binary: parse, resolve settings, read input, run, exit (or print
+//! a completion script or the man page instead).
 
 use std::process::ExitCode;
 
@@ -9,6 +10,9 @@ use volley::exit::ExitStatus;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(document) = cli.document() {
+        return ExitCode::from(volley::cli::generate::print(document).code());
+    }
     let status = match Settings::resolve(cli) {
         Err(e) => fail(&e),
         Ok(settings) => match volley::input::load(&settings) {

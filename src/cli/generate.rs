@@ -1,0 +1,59 @@
+//! Documents generated from the clap definition and printed instead of a run:
+//! `--completions SHELL` (a shell completion script, `clap_complete`) and `--man`
+//! (a roff man page, `clap_mangen`). Neither reads the config file or the input.
+
+use std::io::{self, Write};
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+use super::Cli;
+use crate::exit::ExitStatus;
+
+/// A document volley can print about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    /// A completion script for this shell.
+    Completions(Shell),
+    /// The man page.
+    Man,
+}
+
+impl Cli {
+    /// The document asked for with `--completions` or `--man`, if any: then it is
+    /// printed and nothing else happens.
+    pub fn document(&self) -> Option<Document> {
+        if self.man {
+            Some(Document::Man)
+        } else {
+            self.completions.map(Document::Completions)
+        }
+    }
+}
+
+/// Write `document` to `out`.
+pub fn write(document: Document, out: &mut dyn Write) -> io::Result<()> {
+    let mut cmd = Cli::command();
+    match document {
+        Document::Completions(shell) => {
+            let name = cmd.get_name().to_string();
+            clap_complete::generate(shell, &mut cmd, name, out);
+            Ok(())
+        }
+        Document::Man => clap_mangen::Man::new(cmd).render(out),
+    }
+}
+
+/// Print `document` on stdout. A closed pipe (`volley --man | head`) is success.
+pub fn print(document: Document) -> ExitStatus {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match write(document, &mut out).and_then(|()| out.flush()) {
+        Ok(()) => ExitStatus::Success,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitStatus::Success,
+        Err(e) => {
+            eprintln!("volley: cannot write to stdout: {e}");
+            ExitStatus::Failure
+        }
+    }
+}
