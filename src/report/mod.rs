@@ -9,8 +9,8 @@ pub mod json;
 pub mod paths;
 pub mod plain;
 pub mod summary;
+pub mod terminal;
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,13 +40,12 @@ pub fn for_settings(settings: &Settings, total: usize) -> Vec<Box<dyn Reporter>>
     if let Some(mode) = settings.print_paths {
         reporters.push(Box::new(paths::PathsReporter::new(mode)));
     }
-    let mode = match settings.progress {
-        _ if settings.quiet => ProgressMode::None,
-        ProgressMode::Auto if settings.json => ProgressMode::None,
-        ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Bars,
-        ProgressMode::Auto => ProgressMode::Plain,
-        mode => mode,
-    };
+    let mode = progress_mode(
+        settings.progress,
+        settings.quiet,
+        settings.json,
+        terminal::stderr_can_draw(),
+    );
     match mode {
         ProgressMode::Bars => reporters.push(Box::new(bars::BarsReporter::new(total))),
         ProgressMode::Plain => reporters.push(Box::new(plain::PlainReporter::new())),
@@ -54,6 +53,21 @@ pub fn for_settings(settings: &Settings, total: usize) -> Vec<Box<dyn Reporter>>
     }
     reporters.push(Box::new(summary::SummaryReporter::new(settings.quiet)));
     reporters
+}
+
+/// How progress is shown, given what was asked for (`--progress`, `--quiet`,
+/// `--json`) and whether stderr is a terminal that can draw bars (see
+/// [`terminal::stderr_can_draw`]). Bars are only ever drawn where they can be:
+/// elsewhere (a file, a pipe, `TERM=dumb`) even `--progress bars` gets plain
+/// lines, never escape codes.
+pub fn progress_mode(asked: ProgressMode, quiet: bool, json: bool, can_draw: bool) -> ProgressMode {
+    match asked {
+        _ if quiet => ProgressMode::None,
+        ProgressMode::Auto if json => ProgressMode::None,
+        ProgressMode::Auto | ProgressMode::Bars if can_draw => ProgressMode::Bars,
+        ProgressMode::Auto | ProgressMode::Bars => ProgressMode::Plain,
+        mode => mode,
+    }
 }
 
 /// How often the reporter thread takes the events sent since its last look.
@@ -119,4 +133,39 @@ pub fn rate(bytes: u64, elapsed: Duration) -> String {
         return "-".into();
     }
     format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_only_where_they_can_be_drawn() {
+        use ProgressMode::*;
+        // (asked, quiet, json, can_draw) -> shown
+        for (asked, quiet, json, can_draw, shown) in [
+            (Auto, false, false, true, Bars),
+            (Auto, false, false, false, Plain),
+            (Bars, false, false, false, Plain),
+            (Bars, false, true, true, Bars),
+            (Auto, false, true, true, None),
+            (Plain, false, false, true, Plain),
+            (None, false, false, true, None),
+            (Bars, true, false, true, None),
+        ] {
+            assert_eq!(
+                progress_mode(asked, quiet, json, can_draw),
+                shown,
+                "{asked:?} quiet={quiet} json={json} can_draw={can_draw}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_and_speeds_read_as_binary_units() {
+        assert_eq!(human_bytes(256 * 1024), "256.00 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.50 MiB");
+        assert_eq!(rate(2 * 1024 * 1024, Duration::from_secs(2)), "1.00 MiB/s");
+        assert_eq!(rate(1, Duration::ZERO), "-");
+    }
 }
