@@ -22,6 +22,11 @@ use tokio::task::JoinHandle;
 /// Bytes collected before a write is issued.
 pub const BATCH_BYTES: usize = 512 * 1024;
 
+/// Bytes one connection of a split download collects before a write: smaller
+/// than [`BATCH_BYTES`], since up to 16 connections each hold one batch
+/// filling and one being written.
+pub const SEGMENT_BATCH_BYTES: usize = 128 * 1024;
+
 /// Open or create a file without following a symlink at its path, for writing
 /// and for reading back (checksums).
 pub fn create_nofollow(path: &Path, truncate: bool) -> io::Result<File> {
@@ -433,7 +438,7 @@ impl SegmentWriter {
     pub async fn push(&mut self, chunk: Bytes) -> io::Result<Option<u64>> {
         self.buf_len += chunk.len();
         self.buf.push(chunk);
-        if self.buf_len < BATCH_BYTES {
+        if self.buf_len < SEGMENT_BATCH_BYTES {
             return Ok(None);
         }
         let written = self.wait().await?;
