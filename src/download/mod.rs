@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod commit;
 pub mod cookies;
 pub mod http;
+pub mod listing;
 pub mod naming;
 pub mod ratelimit;
 pub mod retry;
@@ -420,6 +421,8 @@ pub struct Downloader {
     pub idle_timeout: Duration,
     /// Names taken in this run.
     pub names: Names,
+    /// What the output directories held at the start.
+    pub listing: listing::Listing,
     /// Where events go.
     pub events: EventSender,
     /// Fires on SIGINT/SIGTERM.
@@ -458,6 +461,12 @@ impl Downloader {
     ) -> Option<Result<Completed, DownloadError>> {
         let name = job.name.as_deref()?;
         let path = job.dir.join(name);
+        if self.listing.is_new(&job.dir, name) {
+            // Nothing of this name was there at the start: no file to settle,
+            // nothing to resume, no local copy to compare.
+            tries.final_path = Some(path);
+            return None;
+        }
         match self.settle_existing(job, path, name) {
             Ok(path) => {
                 if self.timestamping {

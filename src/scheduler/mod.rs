@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{OutputName, Settings};
+use crate::download::listing::Listing;
 use crate::download::ratelimit::RateLimiter;
 use crate::download::retry::RetryPolicy;
 use crate::download::{naming, Completed, DownloadError, Downloader, Job, Names, Tries};
@@ -71,17 +72,14 @@ pub async fn run(
     let names = Names::default();
     let (planned, dirs) = plan(settings, &input.specs, &names, to_stdout);
     // A dry run writes nothing, directories included.
-    let bad_dirs = if settings.dry_run {
-        HashMap::new()
-    } else {
-        create_dirs(dirs).await
-    };
+    let (bad_dirs, listing) = create_dirs(dirs, !settings.dry_run).await;
     let shared = Arc::new(Shared {
         downloader: Downloader {
             client,
             on_exists: settings.on_exists,
             idle_timeout: settings.timeout,
             names,
+            listing,
             events: events.clone(),
             cancel: cancel.clone(),
             retry: RetryPolicy {
@@ -253,19 +251,24 @@ fn plan(
     (planned, dirs)
 }
 
-/// Create each distinct directory once; a failure fails only its downloads.
-async fn create_dirs(dirs: BTreeSet<PathBuf>) -> HashMap<PathBuf, String> {
+/// Create each distinct directory once (unless `create` is false: a dry run
+/// writes nothing) and list what each holds; a directory that cannot be
+/// created fails only its downloads.
+async fn create_dirs(dirs: BTreeSet<PathBuf>, create: bool) -> (HashMap<PathBuf, String>, Listing) {
     tokio::task::spawn_blocking(move || {
-        dirs.into_iter()
+        let bad = dirs
+            .iter()
+            .filter(|_| create)
             .filter_map(|d| {
-                std::fs::create_dir_all(&d).err().map(|e| {
+                std::fs::create_dir_all(d).err().map(|e| {
                     (
                         d.clone(),
                         format!("cannot create directory {}: {e}", d.display()),
                     )
                 })
             })
-            .collect()
+            .collect();
+        (bad, Listing::read(dirs.iter().map(PathBuf::as_path)))
     })
     .await
     .unwrap_or_default()
