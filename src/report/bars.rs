@@ -613,6 +613,68 @@ mod tests {
     }
 
     #[test]
+    fn lines_printed_above_stay_and_bars_go() {
+        let (tty, mut r, p) = two_bars(40, false);
+        // A split download shows its connections where the width allows.
+        let _conns = [p[1].connection(), p[1].connection()];
+        r.tick(Instant::now());
+        let unknown = Progress::new();
+        r.event(&Event::Started {
+            id: 2,
+            url: "http://127.0.0.1/stream".into(),
+            path: "out/stream".into(),
+            size: None,
+            resumed_from: 0,
+            progress: unknown.clone(),
+        });
+        unknown.add(5000);
+        let reason = "connection reset by peer while reading the body of a rather long URL";
+        r.event(&Event::Retrying {
+            id: 0,
+            url: "http://127.0.0.1/a-rather-long-file-name-for-the-test-of-volley.bin".into(),
+            attempt: 2,
+            max_attempts: 6,
+            reason: reason.into(),
+            delay: Duration::from_millis(1500),
+        });
+        r.tick(Instant::now());
+        let parser = tty.screen(40);
+        let drawn = parser.screen().contents();
+        let at = drawn.find("out/").expect("bars below the retry line");
+        let (above, bars) = drawn.split_at(at);
+        assert!(
+            above.starts_with("retry    http://") && above.contains("try 2 of 6"),
+            "{drawn}"
+        );
+        assert!(
+            bars.contains("out/stream") && bars.contains("4.88 KiB"),
+            "{drawn}"
+        );
+        // Row widths: the retry line may wrap (it is printed once), bars may not.
+        let rows: Vec<String> = parser.screen().rows(0, 40).collect();
+        let first_bar = rows.iter().position(|r| r.starts_with("out/")).unwrap();
+        for (i, row) in rows.iter().enumerate().skip(first_bar) {
+            assert!(!parser.screen().row_wrapped(i as u16), "row {i}:\n{drawn}");
+            assert!(
+                terminal::text_width(row.trim_end()) <= 38,
+                "row {i}:\n{drawn}"
+            );
+        }
+        r.finish(&RunSummary::default());
+        let end = tty.screen(40).screen().contents();
+        assert!(end.trim_end().ends_with("in 1.50 s"), "{end}");
+        assert!(!end.contains("out/") && !end.contains("total"), "{end}");
+        // At 80 columns a split download shows how many connections feed it.
+        let (tty, mut r, p) = two_bars(80, false);
+        let _conns = [p[1].connection(), p[1].connection()];
+        r.tick(Instant::now());
+        let drawn = tty.screen(80).screen().contents();
+        let row = drawn.lines().find(|l| l.starts_with("out/b.bin")).unwrap();
+        assert!(row.trim_end().ends_with(" x2"), "{drawn}");
+        interrupt(&mut r);
+    }
+
+    #[test]
     fn colour_only_when_wanted() {
         let (tty, mut r, _p) = two_bars(80, false);
         interrupt(&mut r);
