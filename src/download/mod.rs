@@ -248,7 +248,7 @@ pub struct Job {
 impl Job {
     /// The URL and its mirrors, in order: the sources of the file.
     pub fn sources(&self) -> impl Iterator<Item = &reqwest::Url> {
-        std::iter::once(&self.spec.url).chain(self.spec.mirrors.iter())
+        std::iter::once(&self.spec.url).chain(self.spec.mirrors())
     }
 
     /// Source `i` (0 is the URL itself).
@@ -550,7 +550,7 @@ impl Downloader {
                 .or_else(|| self.sums.get(job.name.as_deref()?))
                 .cloned()
         };
-        if let Some(c) = job.spec.checksum.clone().or_else(by_name) {
+        if let Some(c) = job.spec.checksum().cloned().or_else(by_name) {
             expected.push(c);
         }
         if let Some(c) = headers.and_then(checksum::from_headers) {
@@ -743,7 +743,7 @@ impl Downloader {
     ) -> reqwest::RequestBuilder {
         let home = same_origin(url, &job.spec.url);
         let mut request = self.client.request(method, url.clone());
-        for (k, v) in &job.spec.headers {
+        for (k, v) in job.spec.headers() {
             if home || !is_secret(k) {
                 request = request.header(k, v);
             }
@@ -755,7 +755,7 @@ impl Downloader {
         }
         let own = job
             .spec
-            .headers
+            .headers()
             .iter()
             .any(|(k, _)| k == reqwest::header::AUTHORIZATION)
             || self
@@ -781,7 +781,7 @@ impl Downloader {
                 run: self.rate_limit.clone(),
                 download: job
                     .spec
-                    .limit_rate
+                    .limit_rate()
                     .or(self.rate_limit_per_download)
                     .map(RateLimiter::new),
             })
@@ -869,7 +869,7 @@ impl Downloader {
         permit: S::Permit,
     ) -> Result<Completed, DownloadError> {
         let connections = match job.name {
-            Some(_) => job.spec.connections.unwrap_or(self.connections),
+            Some(_) => job.spec.connections().unwrap_or(self.connections),
             None => 1,
         };
         let limits = self.limits(job, tries);
@@ -902,7 +902,7 @@ impl Downloader {
             range.map(|(s, _)| s),
             job.source(tries.source),
         )?;
-        if let Some(expected) = job.spec.size.filter(|&e| size.is_some_and(|s| s != e)) {
+        if let Some(expected) = job.spec.size().filter(|&e| size.is_some_and(|s| s != e)) {
             return Err(DownloadError::WrongSize {
                 expected,
                 got: size,
@@ -1037,7 +1037,7 @@ impl Downloader {
         }
         let end = writer.end();
         // The server's size, else the size the Metalink file gives.
-        if let Some(expected) = size.or(job.spec.size).filter(|&s| s != end) {
+        if let Some(expected) = size.or(job.spec.size()).filter(|&s| s != end) {
             self.keep_partial(tries, &mut writer, true)
                 .await
                 .map_err(io_err)?;

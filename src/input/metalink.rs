@@ -96,19 +96,21 @@ fn one_file(file: roxmltree::Node) -> Result<DownloadSpec, String> {
         return Err(format!("'{name}' has no http or https URL"));
     }
     let mut spec = DownloadSpec::new(urls.remove(0));
-    spec.mirrors = urls;
+    if !urls.is_empty() {
+        spec.extra_mut().mirrors = urls;
+    }
     spec.out = Some(out);
     if !clean.is_empty() {
         spec.dir = Some(clean.iter().collect::<PathBuf>());
     }
     if let Some(size) = child_text(file, "size") {
-        spec.size = Some(
+        spec.extra_mut().size = Some(
             size.parse()
                 .map_err(|_| format!("'{name}': size '{size}' is not a number"))?,
         );
     }
     // The strongest whole-file hash (not the <pieces> ones).
-    spec.checksum = file
+    spec.extra_mut().checksum = file
         .descendants()
         .filter(|n| n.is_element() && n.tag_name().name() == "hash")
         .filter(|n| {
@@ -160,19 +162,19 @@ mod tests {
         assert_eq!(specs.len(), 1);
         let s = &specs[0];
         assert_eq!(s.url.as_str(), "http://a.example/example.bin");
-        assert_eq!(s.mirrors.len(), 1, "ftp is skipped");
-        assert_eq!(s.mirrors[0].as_str(), "http://b.example/example.bin");
+        assert_eq!(s.mirrors().len(), 1, "ftp is skipped");
+        assert_eq!(s.mirrors()[0].as_str(), "http://b.example/example.bin");
         assert_eq!(s.out.as_deref(), Some("example.bin"));
         assert_eq!(s.dir.as_deref(), Some(std::path::Path::new("sub")));
-        assert_eq!(s.size, Some(3));
-        assert_eq!(s.checksum.as_ref().unwrap().algo, Algo::Sha256);
+        assert_eq!(s.size(), Some(3));
+        assert_eq!(s.checksum().unwrap().algo, Algo::Sha256);
     }
 
     #[test]
     fn metalink3_preferences() {
         let specs = parse("x.metalink", V3).unwrap();
         assert_eq!(specs[0].url.as_str(), "http://fast.example/old.iso");
-        assert_eq!(specs[0].checksum.as_ref().unwrap().algo, Algo::Sha1);
+        assert_eq!(specs[0].checksum().unwrap().algo, Algo::Sha1);
     }
 
     #[test]

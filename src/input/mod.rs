@@ -37,6 +37,14 @@ pub struct DownloadSpec {
     pub out: Option<String>,
     /// Directory (`dir=`), relative to `--dir` unless absolute.
     pub dir: Option<PathBuf>,
+    /// The options few lines have, boxed so that a plain URL line stays small
+    /// (a list of 100,000 URLs is held in memory until its downloads start).
+    extra: Option<Box<Extra>>,
+}
+
+/// A download's less common options; read them through [`DownloadSpec`]'s methods.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra {
     /// Extra headers for this download only (`header=`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Most connections for this download (`connections=`), overriding `--connections`.
@@ -70,13 +78,43 @@ impl DownloadSpec {
             url,
             out: None,
             dir: None,
-            headers: Vec::new(),
-            connections: None,
-            limit_rate: None,
-            checksum: None,
-            mirrors: Vec::new(),
-            size: None,
+            extra: None,
         }
+    }
+
+    /// The less common options, to set them.
+    pub fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Extra headers for this download only (`header=`).
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        self.extra.as_ref().map_or(&[], |e| &e.headers)
+    }
+
+    /// Most connections for this download (`connections=`).
+    pub fn connections(&self) -> Option<usize> {
+        self.extra.as_ref().and_then(|e| e.connections)
+    }
+
+    /// Cap of this download in bytes per second (`limit_rate=`).
+    pub fn limit_rate(&self) -> Option<u64> {
+        self.extra.as_ref().and_then(|e| e.limit_rate)
+    }
+
+    /// The expected digest (`checksum=` or `--checksum`).
+    pub fn checksum(&self) -> Option<&Checksum> {
+        self.extra.as_ref().and_then(|e| e.checksum.as_ref())
+    }
+
+    /// Other URLs of the same file (mirrors), in the order given.
+    pub fn mirrors(&self) -> &[Url] {
+        self.extra.as_ref().map_or(&[], |e| &e.mirrors)
+    }
+
+    /// The size the file must have (Metalink `<size>`).
+    pub fn size(&self) -> Option<u64> {
+        self.extra.as_ref().and_then(|e| e.size)
     }
 }
 
@@ -210,7 +248,7 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
         if specs.len() != 1 {
             return Err(InputError::ChecksumNeedsOneUrl(specs.len()));
         }
-        specs[0].checksum = Some(sum.clone());
+        specs[0].extra_mut().checksum = Some(sum.clone());
     }
     if let Some(output) = &settings.output {
         if specs.len() != 1 {
@@ -287,9 +325,9 @@ pub fn parse_list(
             Ok(mut urls) => {
                 let mut spec = DownloadSpec::new(urls.remove(0));
                 urls.dedup();
-                // Most lines have no mirrors: keep no allocation for them.
-                urls.shrink_to_fit();
-                spec.mirrors = urls;
+                if !urls.is_empty() {
+                    spec.extra_mut().mirrors = urls;
+                }
                 specs.push(spec);
                 current = Some(specs.len() - 1);
                 after_bad_url = false;
@@ -308,7 +346,7 @@ pub fn parse_list(
 /// `--save-failed` writes, so that `volley -i FILE` retries exactly it.
 pub fn format_entry(spec: &DownloadSpec) -> String {
     let mut text = spec.url.to_string();
-    for m in &spec.mirrors {
+    for m in spec.mirrors() {
         text.push('\t');
         text.push_str(m.as_str());
     }
@@ -319,19 +357,19 @@ pub fn format_entry(spec: &DownloadSpec) -> String {
     if let Some(dir) = &spec.dir {
         text.push_str(&format!("  dir={}\n", dir.display()));
     }
-    for (k, v) in &spec.headers {
+    for (k, v) in spec.headers() {
         text.push_str(&format!(
             "  header={k}: {}\n",
             String::from_utf8_lossy(v.as_bytes())
         ));
     }
-    if let Some(n) = spec.connections {
+    if let Some(n) = spec.connections() {
         text.push_str(&format!("  connections={n}\n"));
     }
-    if let Some(rate) = spec.limit_rate {
+    if let Some(rate) = spec.limit_rate() {
         text.push_str(&format!("  limit_rate={rate}\n"));
     }
-    if let Some(sum) = &spec.checksum {
+    if let Some(sum) = spec.checksum() {
         text.push_str(&format!("  checksum={sum}\n"));
     }
     text
@@ -373,26 +411,26 @@ fn apply_option(spec: &mut DownloadSpec, option: &str) -> Result<(), String> {
             }
             spec.dir = Some(PathBuf::from(value));
         }
-        "header" => spec.headers.push(parse_header(value)?),
+        "header" => spec.extra_mut().headers.push(parse_header(value)?),
         "connections" => {
             let n = value
                 .parse()
                 .map_err(|_| format!("connections={value}: not a whole number"))?;
             let n = config::connections("connections", n).map_err(|e| e.to_string())?;
-            spec.connections = Some(n);
+            spec.extra_mut().connections = Some(n);
         }
         "checksum" => {
             let sum = value
                 .parse()
                 .map_err(|m| format!("checksum={value}: {m}"))?;
-            spec.checksum = Some(sum);
+            spec.extra_mut().checksum = Some(sum);
         }
         "limit_rate" => {
             let rate: ByteSize = value
                 .parse()
                 .map_err(|m| format!("limit_rate={value}: {m}"))?;
             let rate = config::positive_size("limit_rate", rate).map_err(|e| e.to_string())?;
-            spec.limit_rate = Some(rate);
+            spec.extra_mut().limit_rate = Some(rate);
         }
         _ => {
             return Err(format!(
@@ -441,7 +479,7 @@ mod tests {
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].out.as_deref(), Some("y.bin"));
         assert_eq!(specs[0].dir.as_deref(), Some(Path::new("sub")));
-        assert_eq!(specs[0].headers.len(), 1);
+        assert_eq!(specs[0].headers().len(), 1);
         assert!(specs[1].out.is_none());
     }
 
@@ -467,8 +505,8 @@ mod tests {
     fn connections_and_limit_rate_options() {
         let (specs, errors) =
             parse("http://a/1\n  connections=4\n  limit_rate=512K\nhttp://a/2\n  connections=0\n  limit_rate=fast\n");
-        assert_eq!(specs[0].connections, Some(4));
-        assert_eq!(specs[0].limit_rate, Some(512 * 1024));
+        assert_eq!(specs[0].connections(), Some(4));
+        assert_eq!(specs[0].limit_rate(), Some(512 * 1024));
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![5, 6], "{errors:?}");
         assert!(errors[0].reason.contains("connections"), "{errors:?}");
@@ -486,10 +524,10 @@ mod tests {
         assert_eq!(a.url, specs[0].url);
         assert_eq!(a.out, specs[0].out);
         assert_eq!(a.dir, specs[0].dir);
-        assert_eq!(a.headers, specs[0].headers);
-        assert_eq!(a.connections, Some(4));
-        assert_eq!(a.limit_rate, Some(512 * 1024));
-        assert_eq!(a.checksum, specs[0].checksum);
+        assert_eq!(a.headers(), specs[0].headers());
+        assert_eq!(a.connections(), Some(4));
+        assert_eq!(a.limit_rate(), Some(512 * 1024));
+        assert_eq!(a.checksum(), specs[0].checksum());
     }
 
     #[test]
@@ -498,14 +536,14 @@ mod tests {
             "http://a/f.iso\thttp://b/f.iso http://c/f.iso\n  out=x.iso\nhttp://a/1 nota-url\n",
         );
         assert_eq!(specs.len(), 1);
-        assert_eq!(specs[0].mirrors.len(), 2);
-        assert_eq!(specs[0].mirrors[1].as_str(), "http://c/f.iso");
+        assert_eq!(specs[0].mirrors().len(), 2);
+        assert_eq!(specs[0].mirrors()[1].as_str(), "http://c/f.iso");
         assert_eq!(specs[0].out.as_deref(), Some("x.iso"));
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].line, 3);
         let saved = format_entry(&specs[0]);
         let (again, _) = parse(&saved);
-        assert_eq!(again[0].mirrors, specs[0].mirrors);
+        assert_eq!(again[0].mirrors(), specs[0].mirrors());
     }
 
     #[test]

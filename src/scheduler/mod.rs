@@ -475,10 +475,10 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             Err(e) => e,
         };
         let mut transient = error.is_transient();
-        if job.spec.mirrors.is_empty() || !error.is_source_failure() {
+        if job.spec.mirrors().is_empty() || !error.is_source_failure() {
             tries.blame = None;
         }
-        if !job.spec.mirrors.is_empty() && error.is_source_failure() {
+        if !job.spec.mirrors().is_empty() && error.is_source_failure() {
             // A mirror that disagrees with the file is given up on.
             let keep = transient && !matches!(error, DownloadError::MirrorDropped(_));
             match next_source(job, tries, keep) {
