@@ -11,7 +11,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::checksum::{Checksum, Mismatch, Verifier};
 use super::commit::{self, Small};
@@ -409,7 +409,10 @@ pub struct SegmentWriter {
     /// The download's in-order hash, if a checksum is verified.
     hash: Option<Arc<std::sync::Mutex<Ordered>>>,
     inflight: Option<JoinHandle<io::Result<u64>>>,
-    buf: Vec<Bytes>,
+    /// The batch filling. Chunks are copied in rather than kept: a chunk is a
+    /// slice of the connection's read buffer and would keep all of it alive
+    /// (with 16 connections, several MiB more than the bytes held).
+    buf: BytesMut,
     buf_len: usize,
     /// Offset where the next batch goes.
     next_offset: u64,
@@ -426,7 +429,7 @@ impl SegmentWriter {
             file,
             hash,
             inflight: None,
-            buf: Vec::new(),
+            buf: BytesMut::new(),
             buf_len: 0,
             next_offset: offset,
             failed: false,
@@ -436,8 +439,12 @@ impl SegmentWriter {
     /// Take one chunk. When a batch is issued, returns the offset up to which
     /// every earlier byte has been written (handed to the kernel).
     pub async fn push(&mut self, chunk: Bytes) -> io::Result<Option<u64>> {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(SEGMENT_BATCH_BYTES);
+        }
         self.buf_len += chunk.len();
-        self.buf.push(chunk);
+        self.buf.extend_from_slice(&chunk);
+        drop(chunk);
         if self.buf_len < SEGMENT_BATCH_BYTES {
             return Ok(None);
         }
@@ -475,7 +482,7 @@ impl SegmentWriter {
     }
 
     fn issue(&mut self) {
-        let bufs = std::mem::take(&mut self.buf);
+        let bufs = [std::mem::take(&mut self.buf).freeze()];
         let offset = self.next_offset;
         self.next_offset += self.buf_len as u64;
         self.buf_len = 0;
