@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
 /// Bytes collected before a write is issued.
-pub const BATCH_BYTES: usize = 512 * 1024;
+pub const BATCH_BYTES: usize = 128 * 1024;
 
 /// Bytes one connection of a split download collects before a write: smaller
 /// than [`BATCH_BYTES`], since up to 16 connections each hold one batch
