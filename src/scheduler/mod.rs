@@ -42,10 +42,31 @@ enum Outcome {
 /// spec itself stays in the input until its download starts, so a long list is
 /// held once, not twice.
 enum Planned {
-    /// A download, with the name reserved for it (`None` for stdout).
-    Job(Option<Box<str>>),
+    /// A download, with the name reserved for it.
+    Job(Name),
     /// The same URL and name as an earlier download: reported, not fetched.
     Duplicate(Box<(PathBuf, DownloadId)>),
+}
+
+/// The name reserved for a download.
+enum Name {
+    /// None: the body goes to stdout.
+    Stdout,
+    /// The name its URL gives ([`naming::for_url`]), the usual case: worked
+    /// out again when the download starts rather than kept for every line.
+    FromUrl,
+    /// Another name: `out=`, or a numbered name after a clash.
+    Given(Box<str>),
+}
+
+impl Name {
+    fn resolve(self, spec: &DownloadSpec) -> Option<String> {
+        match self {
+            Name::Stdout => None,
+            Name::FromUrl => Some(naming::for_url(&spec.url)),
+            Name::Given(n) => Some(n.into()),
+        }
+    }
 }
 
 /// Shared by every download task.
@@ -116,7 +137,7 @@ pub async fn run(
             Planned::Job(name) => Job {
                 id,
                 dir: job_dir(settings, spec.dir.take()),
-                name: name.map(String::from),
+                name: name.resolve(&spec),
                 spec,
             },
             Planned::Duplicate(first) => {
@@ -225,24 +246,32 @@ fn plan(
         });
         if let Some((of, name)) = earlier {
             let path = match name {
-                Some(n) => dir.join(&**n),
-                None => PathBuf::from("-"),
+                Name::Stdout => PathBuf::from("-"),
+                Name::FromUrl => dir.join(naming::for_url(&spec.url)),
+                Name::Given(n) => dir.join(&**n),
             };
             planned.push(Planned::Duplicate(Box::new((path, of))));
             continue;
         }
-        let name = (!to_stdout).then(|| {
-            let wanted = spec
-                .out
-                .clone()
-                .unwrap_or_else(|| naming::for_url(&spec.url));
+        let name = if to_stdout {
+            Name::Stdout
+        } else {
+            let (wanted, from_url) = match &spec.out {
+                Some(out) => (out.clone(), false),
+                None => (naming::for_url(&spec.url), true),
+            };
             let path = names.reserve(&dir, &wanted, false);
-            path.file_name()
+            let name = path
+                .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or(wanted)
-                .into_boxed_str()
-        });
-        if name.is_some() && !dirs.contains(&dir) {
+                .unwrap_or_else(|| wanted.clone());
+            if from_url && name == wanted {
+                Name::FromUrl
+            } else {
+                Name::Given(name.into_boxed_str())
+            }
+        };
+        if !matches!(name, Name::Stdout) && !dirs.contains(&dir) {
             dirs.insert(dir);
         }
         seen.entry(key).or_insert(id);
