@@ -2,7 +2,7 @@
 //! order with at most `--jobs` at once and `--max-per-host` per host, and retries
 //! with exponential backoff and full jitter.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -220,14 +220,15 @@ fn plan(
     specs: &[DownloadSpec],
     names: &Names,
     to_stdout: bool,
-) -> (Vec<Planned>, BTreeSet<PathBuf>) {
+) -> (Vec<Planned>, BTreeMap<PathBuf, usize>) {
     let dir_of = |spec: &DownloadSpec| job_dir(settings, spec.dir.clone());
     // Earlier downloads by a hash of (URL, out=, dir): a few bytes per line,
     // so a list of 100,000 URLs does not keep a second copy of every URL.
     // A hash match is compared exactly before it counts.
     let mut seen: HashMap<u64, usize> = HashMap::with_capacity(specs.len());
     let mut planned: Vec<Planned> = Vec::with_capacity(specs.len());
-    let mut dirs = BTreeSet::new();
+    // Downloads per directory.
+    let mut dirs = BTreeMap::new();
     for (id, spec) in specs.iter().enumerate() {
         let dir = dir_of(spec);
         let key = {
@@ -271,8 +272,8 @@ fn plan(
                 Name::Given(name.into_boxed_str())
             }
         };
-        if !matches!(name, Name::Stdout) && !dirs.contains(&dir) {
-            dirs.insert(dir);
+        if !matches!(name, Name::Stdout) {
+            *dirs.entry(dir).or_insert(0) += 1;
         }
         seen.entry(key).or_insert(id);
         planned.push(Planned::Job(name));
@@ -283,10 +284,13 @@ fn plan(
 /// Create each distinct directory once (unless `create` is false: a dry run
 /// writes nothing) and list what each holds; a directory that cannot be
 /// created fails only its downloads.
-async fn create_dirs(dirs: BTreeSet<PathBuf>, create: bool) -> (HashMap<PathBuf, String>, Listing) {
+async fn create_dirs(
+    dirs: BTreeMap<PathBuf, usize>,
+    create: bool,
+) -> (HashMap<PathBuf, String>, Listing) {
     tokio::task::spawn_blocking(move || {
         let bad = dirs
-            .iter()
+            .keys()
             .filter(|_| create)
             .filter_map(|d| {
                 std::fs::create_dir_all(d).err().map(|e| {
@@ -297,7 +301,10 @@ async fn create_dirs(dirs: BTreeSet<PathBuf>, create: bool) -> (HashMap<PathBuf,
                 })
             })
             .collect();
-        (bad, Listing::read(dirs.iter().map(PathBuf::as_path)))
+        (
+            bad,
+            Listing::read(dirs.iter().map(|(d, &n)| (d.as_path(), n))),
+        )
     })
     .await
     .unwrap_or_default()
