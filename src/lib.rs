@@ -85,7 +85,7 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
             .incomplete
             .iter()
             .filter_map(|&id| specs.get(id))
-            .map(input::format_entry)
+            .map(|q| input::format_entry(&q.clone().into_spec()))
             .collect();
         if let Err(e) = std::fs::write(path, list) {
             eprintln!("volley: --save-failed {}: {e}", path.display());

@@ -63,6 +63,21 @@ pub fn from_url(url: &Url) -> Option<String> {
     sanitize(&decoded)
 }
 
+/// [`for_url`] for an http(s) URL already serialised by the `url` crate, without
+/// parsing it again: in that form the path starts at the first `/` after
+/// `://` and ends at `?` or `#`.
+pub fn for_url_text(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or("", |(_, rest)| rest);
+    let path = after_scheme
+        .find(['/', '?', '#'])
+        .map_or("", |i| &after_scheme[i..]);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    path.strip_prefix('/')
+        .and_then(|p| p.rsplit('/').find(|s| !s.is_empty()))
+        .and_then(|segment| sanitize(&percent_decode_str(segment).decode_utf8_lossy()))
+        .unwrap_or_else(|| FALLBACK_NAME.to_string())
+}
+
 /// The name a download gets without `out=` or a server-given name: the URL's
 /// last segment, else [`FALLBACK_NAME`].
 pub fn for_url(url: &Url) -> String {
@@ -142,6 +157,29 @@ fn decode_ext_value(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_name_from_serialised_text_is_the_name_from_the_parsed_url() {
+        for raw in [
+            "http://h/",
+            "http://h",
+            "http://h/a/b/file.bin",
+            "https://h:8443/dir/",
+            "http://u:p@h/x/y.tar.gz?q=1/2#frag/z",
+            "http://h/a?x",
+            "http://h/a#b",
+            "http://[::1]:8080/v6/f.iso",
+            "http://h/caf%C3%A9%20menu.pdf",
+            "http://h/a/%2E%2E/b",
+            "http://h/../../etc/passwd",
+            "http://h/a%2Fb",
+            "http://h//double//",
+            "http://h/...",
+        ] {
+            let url = Url::parse(raw).unwrap();
+            assert_eq!(for_url_text(url.as_str()), for_url(&url), "{raw}");
+        }
+    }
 
     #[test]
     fn traversal_and_control_characters_are_removed() {

@@ -63,11 +63,80 @@ pub struct Extra {
 /// Expected digests by file name, from `--checksum-file`.
 pub type Sums = HashMap<String, Checksum>;
 
+/// A download as held from the input until it starts: the URL as text and,
+/// when the line says more, the rest in one box. A list of 100,000 plain URLs
+/// costs their text and a few bytes each, not 100,000 parsed URLs.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The URL as `url` serialises it.
+    url: Box<str>,
+    /// `out=`, `dir=` and the less common options, when any is given.
+    more: Option<Box<More>>,
+}
+
+#[derive(Debug, Clone)]
+struct More {
+    out: Option<String>,
+    dir: Option<PathBuf>,
+    extra: Option<Box<Extra>>,
+}
+
+impl From<DownloadSpec> for Queued {
+    fn from(spec: DownloadSpec) -> Self {
+        let DownloadSpec {
+            url,
+            out,
+            dir,
+            extra,
+        } = spec;
+        let more = (out.is_some() || dir.is_some() || extra.is_some())
+            .then(|| Box::new(More { out, dir, extra }));
+        Queued {
+            url: String::from(url).into_boxed_str(),
+            more,
+        }
+    }
+}
+
+impl Queued {
+    /// The URL, serialised.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `out=`, if given.
+    pub fn out(&self) -> Option<&str> {
+        self.more.as_ref().and_then(|m| m.out.as_deref())
+    }
+
+    /// `dir=`, if given.
+    pub fn dir(&self) -> Option<&Path> {
+        self.more.as_ref().and_then(|m| m.dir.as_deref())
+    }
+
+    /// The download in full, for its run.
+    pub fn into_spec(self) -> DownloadSpec {
+        let url = Url::parse(&self.url).expect("a URL serialised by the url crate parses again");
+        match self.more {
+            Some(more) => {
+                let More { out, dir, extra } = *more;
+                DownloadSpec {
+                    url,
+                    out,
+                    dir,
+                    extra,
+                }
+            }
+            None => DownloadSpec::new(url),
+        }
+    }
+}
+
 /// Everything the input says: the downloads and the digests to check them by.
 #[derive(Debug, Default)]
 pub struct Input {
     /// The downloads, in input order.
-    pub specs: Vec<DownloadSpec>,
+    pub specs: Vec<Queued>,
     /// `--checksum-file`: digests by file name.
     pub sums: Sums,
 }
@@ -175,7 +244,7 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
     let mut errors = Vec::new();
     for (i, arg) in settings.urls.iter().enumerate() {
         match parse_url(arg) {
-            Ok(url) => specs.push(DownloadSpec::new(url)),
+            Ok(url) => specs.push(Queued::from(DownloadSpec::new(url))),
             Err(reason) => errors.push(LineError {
                 source: "argument".into(),
                 line: i + 1,
@@ -189,7 +258,7 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
             source,
         })?;
         match metalink::parse(&path.display().to_string(), &text) {
-            Ok(found) => specs.extend(found),
+            Ok(found) => specs.extend(found.into_iter().map(Queued::from)),
             Err(bad) => errors.extend(bad),
         }
     }
@@ -201,16 +270,23 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
         if is_metalink(path) {
             let text = std::fs::read_to_string(path).map_err(read_err)?;
             match metalink::parse(&path.display().to_string(), &text) {
-                Ok(found) => specs.extend(found),
+                Ok(found) => specs.extend(found.into_iter().map(Queued::from)),
                 Err(bad) => errors.extend(bad),
             }
         } else if path == Path::new("-") {
             let stdin = std::io::stdin();
-            parse_list("<stdin>", stdin.lock(), &mut specs, &mut errors).map_err(read_err)?;
+            parse_list_into(
+                "<stdin>",
+                stdin.lock(),
+                &mut |s| specs.push(s.into()),
+                &mut errors,
+            )
+            .map_err(read_err)?;
         } else {
             let file = std::fs::File::open(path).map_err(read_err)?;
             let reader = std::io::BufReader::with_capacity(1 << 16, file);
-            parse_list(&path.display().to_string(), reader, &mut specs, &mut errors)
+            let source = path.display().to_string();
+            parse_list_into(&source, reader, &mut |s| specs.push(s.into()), &mut errors)
                 .map_err(read_err)?;
         }
     }
@@ -248,14 +324,18 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
         if specs.len() != 1 {
             return Err(InputError::ChecksumNeedsOneUrl(specs.len()));
         }
-        specs[0].extra_mut().checksum = Some(sum.clone());
+        let mut spec = specs.remove(0).into_spec();
+        spec.extra_mut().checksum = Some(sum.clone());
+        specs.push(spec.into());
     }
     if let Some(output) = &settings.output {
         if specs.len() != 1 {
             return Err(InputError::OutputNeedsOneUrl(specs.len()));
         }
         if let OutputName::File(name) = output {
-            specs[0].out = Some(name.clone());
+            let mut spec = specs.remove(0).into_spec();
+            spec.out = Some(name.clone());
+            specs.push(spec.into());
         }
     }
     Ok(Input {
@@ -273,19 +353,31 @@ fn is_metalink(path: &Path) -> bool {
 /// Parse a list in aria2c's format, appending specs and errors.
 pub fn parse_list(
     source: &str,
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     specs: &mut Vec<DownloadSpec>,
+    errors: &mut Vec<LineError>,
+) -> std::io::Result<()> {
+    parse_list_into(source, reader, &mut |s| specs.push(s), errors)
+}
+
+/// Parse a list in aria2c's format, handing each download to `push` once its
+/// option lines are read, and appending errors.
+pub fn parse_list_into(
+    source: &str,
+    mut reader: impl BufRead,
+    push: &mut dyn FnMut(DownloadSpec),
     errors: &mut Vec<LineError>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut line_no = 0;
-    // Whether option lines may attach to the last spec (false after a bad URL line,
+    // The download whose option lines may follow (none after a bad URL line,
     // so its options are not blamed on the download before it).
-    let mut current: Option<usize> = None;
+    let mut current: Option<DownloadSpec> = None;
     let mut after_bad_url = false;
     loop {
         buf.clear();
         if reader.read_until(b'\n', &mut buf)? == 0 {
+            push_done(&mut current, push);
             break;
         }
         line_no += 1;
@@ -305,9 +397,9 @@ pub fn parse_list(
             continue;
         }
         if text.starts_with([' ', '\t']) {
-            match current {
-                Some(i) => {
-                    if let Err(reason) = apply_option(&mut specs[i], text.trim()) {
+            match current.as_mut() {
+                Some(spec) => {
+                    if let Err(reason) = apply_option(spec, text.trim()) {
                         err(reason);
                     }
                 }
@@ -319,6 +411,7 @@ pub fn parse_list(
             }
             continue;
         }
+        push_done(&mut current, push);
         // Several URLs on one line are mirrors of one file, as in aria2c.
         let urls: Result<Vec<Url>, String> = text.split_whitespace().map(parse_url).collect();
         match urls {
@@ -328,18 +421,23 @@ pub fn parse_list(
                 if !urls.is_empty() {
                     spec.extra_mut().mirrors = urls;
                 }
-                specs.push(spec);
-                current = Some(specs.len() - 1);
+                current = Some(spec);
                 after_bad_url = false;
             }
             Err(reason) => {
                 err(reason);
-                current = None;
                 after_bad_url = true;
             }
         }
     }
     Ok(())
+}
+
+/// Hand over the download whose option lines are complete.
+fn push_done(current: &mut Option<DownloadSpec>, push: &mut dyn FnMut(DownloadSpec)) {
+    if let Some(spec) = current.take() {
+        push(spec);
+    }
 }
 
 /// One download in the list format, with the options it was given: what

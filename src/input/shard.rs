@@ -20,7 +20,7 @@ use std::str::FromStr;
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::DownloadSpec;
+use super::{DownloadSpec, Queued};
 
 /// FNV-1a 64-bit offset basis.
 pub const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -46,7 +46,30 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// The shard (of `count`) that `url` belongs to: FNV-1a 64 of its serialised
 /// form, modulo `count`. `count` must be at least 1.
 pub fn shard_of(url: &Url, count: u64) -> u64 {
-    fnv1a64(url.as_str().as_bytes()) % count
+    shard_of_text(url.as_str(), count)
+}
+
+/// [`shard_of`] for a URL already serialised by the `url` crate.
+pub fn shard_of_text(url: &str, count: u64) -> u64 {
+    fnv1a64(url.as_bytes()) % count
+}
+
+/// What a shard is chosen by: the download's first URL, serialised.
+pub trait ShardKey {
+    /// The URL as the `url` crate serialises it.
+    fn shard_url(&self) -> &str;
+}
+
+impl ShardKey for DownloadSpec {
+    fn shard_url(&self) -> &str {
+        self.url.as_str()
+    }
+}
+
+impl ShardKey for Queued {
+    fn shard_url(&self) -> &str {
+        self.url()
+    }
 }
 
 /// Why a shard cannot be used. Always a usage error (exit code 2), before any
@@ -144,10 +167,10 @@ impl Shard {
 
     /// The specs of this shard, in input order. A spec is placed by its first
     /// URL (mirrors do not move it).
-    pub fn select(self, specs: Vec<DownloadSpec>) -> Vec<DownloadSpec> {
+    pub fn select<T: ShardKey>(self, specs: Vec<T>) -> Vec<T> {
         specs
             .into_iter()
-            .filter(|spec| self.contains(&spec.url))
+            .filter(|spec| shard_of_text(spec.shard_url(), self.count) == self.index)
             .collect()
     }
 }
@@ -159,7 +182,7 @@ impl fmt::Display for Shard {
 }
 
 /// The specs to run: all of them without a shard, else the shard's.
-pub fn keep(shard: Option<Shard>, specs: Vec<DownloadSpec>) -> Vec<DownloadSpec> {
+pub fn keep<T: ShardKey>(shard: Option<Shard>, specs: Vec<T>) -> Vec<T> {
     match shard {
         Some(shard) => shard.select(specs),
         None => specs,

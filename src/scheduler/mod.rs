@@ -3,7 +3,7 @@
 //! with exponential backoff and full jitter.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use crate::download::ratelimit::RateLimiter;
 use crate::download::retry::RetryPolicy;
 use crate::download::{naming, Completed, DownloadError, Downloader, Job, Names, Tries};
 use crate::events::{DownloadId, Event, EventSender, Failure, RunSummary};
-use crate::input::{DownloadSpec, Input};
+use crate::input::{DownloadSpec, Input, Queued};
 
 pub mod hosts;
 use hosts::Hosts;
@@ -132,17 +132,20 @@ pub async fn run(
     let mut running = JoinSet::new();
     let mut summary = RunSummary::default();
     let mut lines = input.specs.into_iter().zip(planned).enumerate();
-    for (id, (mut spec, planned)) in lines.by_ref() {
+    for (id, (queued, planned)) in lines.by_ref() {
         let job = match planned {
-            Planned::Job(name) => Job {
-                id,
-                dir: job_dir(settings, spec.dir.take()),
-                name: name.resolve(&spec),
-                spec,
-            },
+            Planned::Job(name) => {
+                let mut spec = queued.into_spec();
+                Job {
+                    id,
+                    dir: job_dir(settings, spec.dir.take()),
+                    name: name.resolve(&spec),
+                    spec,
+                }
+            }
             Planned::Duplicate(first) => {
                 let (path, of) = *first;
-                let url = spec.url.to_string();
+                let url = queued.url().to_string();
                 events.send(Event::Duplicate { id, url, path, of });
                 summary.skipped += 1;
                 continue;
@@ -217,11 +220,11 @@ fn job_dir(settings: &Settings, dir: Option<PathBuf>) -> PathBuf {
 /// `dir=` (or none) is a duplicate of the first: downloaded once.
 fn plan(
     settings: &Settings,
-    specs: &[DownloadSpec],
+    specs: &[Queued],
     names: &Names,
     to_stdout: bool,
 ) -> (Vec<Planned>, BTreeMap<PathBuf, usize>) {
-    let dir_of = |spec: &DownloadSpec| job_dir(settings, spec.dir.clone());
+    let dir_of = |spec: &Queued| job_dir(settings, spec.dir().map(Path::to_path_buf));
     // Earlier downloads by a hash of (URL, out=, dir): a few bytes per line,
     // so a list of 100,000 URLs does not keep a second copy of every URL.
     // A hash match is compared exactly before it counts.
@@ -234,12 +237,13 @@ fn plan(
         let key = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            (spec.url.as_str(), spec.out.as_deref(), &dir).hash(&mut h);
+            (spec.url(), spec.out(), &dir).hash(&mut h);
             h.finish()
         };
         let earlier = seen.get(&key).and_then(|&i| {
             let first = &specs[i];
-            let same = first.url == spec.url && first.out == spec.out && dir_of(first) == dir;
+            let same =
+                first.url() == spec.url() && first.out() == spec.out() && dir_of(first) == dir;
             match &planned[i] {
                 Planned::Job(name) if same => Some((i, name)),
                 _ => None,
@@ -248,7 +252,7 @@ fn plan(
         if let Some((of, name)) = earlier {
             let path = match name {
                 Name::Stdout => PathBuf::from("-"),
-                Name::FromUrl => dir.join(naming::for_url(&spec.url)),
+                Name::FromUrl => dir.join(naming::for_url_text(spec.url())),
                 Name::Given(n) => dir.join(&**n),
             };
             planned.push(Planned::Duplicate(Box::new((path, of))));
@@ -257,9 +261,9 @@ fn plan(
         let name = if to_stdout {
             Name::Stdout
         } else {
-            let (wanted, from_url) = match &spec.out {
-                Some(out) => (out.clone(), false),
-                None => (naming::for_url(&spec.url), true),
+            let (wanted, from_url) = match spec.out() {
+                Some(out) => (out.to_string(), false),
+                None => (naming::for_url_text(spec.url()), true),
             };
             let path = names.reserve(&dir, &wanted, false);
             let name = path
