@@ -370,7 +370,9 @@ pub struct Cli {
 
     /// Progress display: auto | bars | plain | none.
     ///
-    /// auto shows bars on a terminal and plain lines otherwise; none shows only the summary.
+    /// auto shows bars on a terminal and plain lines otherwise; bars falls back to plain lines
+    /// when stderr is not a terminal or TERM is dumb; none shows only the summary. NO_COLOR
+    /// turns colour off.
     ///
     /// [default: auto] [config: progress]
     #[arg(long, value_name = "MODE", help_heading = "Reporting")]
