@@ -314,7 +314,7 @@ async fn create_dirs(
     .unwrap_or_default()
 }
 
-async fn run_one(shared: Arc<Shared>, job: Job, _slot: OwnedSemaphorePermit) -> Outcome {
+async fn run_one(shared: Arc<Shared>, mut job: Job, _slot: OwnedSemaphorePermit) -> Outcome {
     let events = &shared.downloader.events;
     let url = job.url();
     let mut tries = Tries::new();
@@ -324,7 +324,14 @@ async fn run_one(shared: Arc<Shared>, job: Job, _slot: OwnedSemaphorePermit) -> 
     }
     let result = match shared.bad_dirs.get(&job.dir) {
         Some(reason) => Err(Stop::Failed(reason.clone())),
-        None => try_until_done(&shared, &job, &mut tries).await,
+        None => {
+            let ready;
+            (job, ready) = prepare(&shared, job, &mut tries).await;
+            match ready {
+                Some(ready) => ready.map_err(|e| Stop::Failed(e.to_string())),
+                None => try_until_done(&shared, &job, &mut tries).await,
+            }
+        }
     };
     let path = tries.final_path.clone();
     match result {
@@ -465,13 +472,45 @@ enum Stop {
     Interrupted,
 }
 
+/// Before the first try ([`Downloader::prepare`]): `--on-exists`, `-N` and
+/// resume look at the disk. Unless the directory listing already knows the
+/// name is new, the lookups run on the blocking pool: on a network filesystem
+/// each one waits for a round trip, which on the network thread would hold up
+/// every download.
+async fn prepare(
+    shared: &Arc<Shared>,
+    job: Job,
+    tries: &mut Tries,
+) -> (Job, Option<Result<Completed, DownloadError>>) {
+    let dl = &shared.downloader;
+    let known_new = job
+        .name
+        .as_deref()
+        .is_none_or(|name| dl.listing.is_new(&job.dir, name));
+    if known_new {
+        let ready = dl.prepare(&job, tries);
+        return (job, ready);
+    }
+    let shared = shared.clone();
+    let mut moved = std::mem::take(tries);
+    let looked = tokio::task::spawn_blocking(move || {
+        let ready = shared.downloader.prepare(&job, &mut moved);
+        (job, moved, ready)
+    })
+    .await;
+    match looked {
+        Ok((job, moved, ready)) => {
+            *tries = moved;
+            (job, ready)
+        }
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Try until done, out of retries, or interrupted. A split download charges
 /// some of its connections' failures to `tries.failed` itself.
 async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result<Completed, Stop> {
     let dl = &shared.downloader;
-    if let Some(ready) = dl.prepare(job, tries) {
-        return ready.map_err(|e| Stop::Failed(e.to_string()));
-    }
     let policy = dl.retry;
     loop {
         let host = shared.hosts.get(job.source(tries.source));
