@@ -133,12 +133,14 @@ fn commit_group(group: Vec<Job>) {
         }
     }
     // One directory fsync covers every rename in it.
-    renamed
-        .sort_by(|a, b| dir_of(&a.0.job.small.final_path).cmp(dir_of(&b.0.job.small.final_path)));
+    renamed.sort_by(|a, b| {
+        writer::parent_dir(&a.0.job.small.final_path)
+            .cmp(writer::parent_dir(&b.0.job.small.final_path))
+    });
     let mut synced: Option<(&Path, Result<(), io::ErrorKind>)> = None;
     let mut replies = Vec::with_capacity(renamed.len());
     for (p, verified) in &renamed {
-        let dir = dir_of(&p.job.small.final_path);
+        let dir = writer::parent_dir(&p.job.small.final_path);
         let result = match synced {
             Some((d, r)) if d == dir => r,
             _ => {
@@ -153,14 +155,6 @@ fn commit_group(group: Vec<Job>) {
     }
     for ((p, _), reply) in renamed.into_iter().zip(replies) {
         let _ = p.job.reply.send(reply);
-    }
-}
-
-/// The directory a file is renamed in (`.` for a bare name).
-fn dir_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
     }
 }
 

@@ -23,7 +23,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use super::PART_SUFFIX;
@@ -40,9 +39,7 @@ pub const ENTRIES_PER_DOWNLOAD: usize = 8;
 pub struct Listing(HashMap<PathBuf, HashSet<u64>>);
 
 fn key(name: &OsStr) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    name.hash(&mut h);
-    h.finish()
+    super::hash64(&name)
 }
 
 impl Listing {

@@ -353,12 +353,19 @@ struct NameTable {
     next: HashMap<u64, usize>,
 }
 
+/// A 64-bit hash of `value`, the same for equal values throughout a run: what
+/// tables that keep hashes instead of names and URLs store (taken names, the
+/// directory listing, duplicate detection).
+pub fn hash64(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
 /// The hash a path is known by in [`NameTable`].
 fn path_key(path: &Path) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    path.hash(&mut h);
-    h.finish()
+    hash64(&path)
 }
 
 impl Names {
@@ -715,11 +722,7 @@ impl Downloader {
             return Ok(());
         }
         tries.space_checked = true;
-        let dir = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir.to_path_buf()
-        };
+        let dir = dir.to_path_buf();
         let probe = dir.clone();
         let free = tokio::task::spawn_blocking(move || writer::free_space(&probe))
             .await
@@ -937,7 +940,7 @@ impl Downloader {
         }
         tries.last_modified = state.last_modified.clone();
         if let Some(total) = size {
-            let dir = final_path.parent().unwrap_or(Path::new("."));
+            let dir = writer::parent_dir(&final_path);
             self.check_space(tries, dir, total.saturating_sub(state.covered()))
                 .await?;
         }

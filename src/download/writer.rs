@@ -2,8 +2,9 @@
 //!
 //! Chunks are collected in memory up to [`BATCH_BYTES`] and handed to one blocking
 //! task per batch, while the next batch fills (at most one write in flight per
-//! download). A body that fits in one batch costs one trip to the blocking pool in
-//! all: open, write, fdatasync, rename and directory fsync happen together.
+//! download or connection). A body that fits in one batch goes to the committer
+//! thread instead ([`super::commit`]), which creates, writes, flushes and renames
+//! it together with the other small files waiting.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -19,13 +20,18 @@ use crate::config::FileAllocation;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
-/// Bytes collected before a write is issued.
+/// Bytes collected before a write is issued, by a download or by each
+/// connection of a split one (up to 16 connections each hold one batch filling
+/// and one being written).
 pub const BATCH_BYTES: usize = 128 * 1024;
 
-/// Bytes one connection of a split download collects before a write: smaller
-/// than [`BATCH_BYTES`], since up to 16 connections each hold one batch
-/// filling and one being written.
-pub const SEGMENT_BATCH_BYTES: usize = 128 * 1024;
+/// The directory `path` is in: `.` for a bare name.
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
 
 /// Open or create a file without following a symlink at its path, for writing
 /// and for reading back (checksums).
@@ -325,15 +331,7 @@ pub fn complete(
     if let Some(state) = remove {
         remove_if_exists(state)?;
     }
-    if let Some(dir) = final_path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        sync_dir(dir)?;
-    }
-    Ok(())
+    sync_dir(parent_dir(final_path))
 }
 
 /// The in-order hash of a split download: the connection whose writes reach the
@@ -440,12 +438,12 @@ impl SegmentWriter {
     /// every earlier byte has been written (handed to the kernel).
     pub async fn push(&mut self, chunk: Bytes) -> io::Result<Option<u64>> {
         if self.buf.capacity() == 0 {
-            self.buf.reserve(SEGMENT_BATCH_BYTES);
+            self.buf.reserve(BATCH_BYTES);
         }
         self.buf_len += chunk.len();
         self.buf.extend_from_slice(&chunk);
         drop(chunk);
-        if self.buf_len < SEGMENT_BATCH_BYTES {
+        if self.buf_len < BATCH_BYTES {
             return Ok(None);
         }
         let written = self.wait().await?;

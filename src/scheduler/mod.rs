@@ -15,7 +15,7 @@ use crate::config::{OutputName, Settings};
 use crate::download::listing::Listing;
 use crate::download::ratelimit::RateLimiter;
 use crate::download::retry::RetryPolicy;
-use crate::download::{naming, Completed, DownloadError, Downloader, Job, Names, Tries};
+use crate::download::{hash64, naming, Completed, DownloadError, Downloader, Job, Names, Tries};
 use crate::events::{DownloadId, Event, EventSender, Failure, RunSummary};
 use crate::input::{DownloadSpec, Input, Queued};
 
@@ -234,12 +234,7 @@ fn plan(
     let mut dirs = BTreeMap::new();
     for (id, spec) in specs.iter().enumerate() {
         let dir = dir_of(spec);
-        let key = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (spec.url(), spec.out(), &dir).hash(&mut h);
-            h.finish()
-        };
+        let key = hash64(&(spec.url(), spec.out(), &dir));
         let earlier = seen.get(&key).and_then(|&i| {
             let first = &specs[i];
             let same =
