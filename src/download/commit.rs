@@ -10,7 +10,12 @@
 //! for every rename in it. The guarantees are the same as for a large file: the
 //! data is flushed before the rename, the rename is durable before the download
 //! is reported done, and a checksum mismatch deletes the `.part`.
+//!
+//! The answers go back the same way: one hand-over per group to each runtime
+//! waiting, which passes them on to its tasks. Answering each file from this
+//! thread would wake the runtime once per file.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,7 +23,7 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc as async_mpsc, oneshot};
 
 use super::checksum::{Checksum, Verifier};
 use super::writer;
@@ -39,20 +44,90 @@ pub struct Small {
     pub verify: Option<Verifier>,
 }
 
+/// One answer for one waiting task.
+type Answer = (oneshot::Sender<Committed>, Committed);
+
+/// Where a runtime takes its answers, a group at a time.
+type Inbox = async_mpsc::UnboundedSender<Vec<Answer>>;
+
 struct Job {
     small: Small,
     reply: oneshot::Sender<Committed>,
+    inbox: Option<Inbox>,
 }
 
 /// Write, flush, verify and rename a small download on the committer thread.
 pub async fn commit(small: Small) -> Committed {
     let (reply, answer) = oneshot::channel();
+    let inbox = inbox();
     committer()
-        .send(Job { small, reply })
+        .send(Job {
+            small,
+            reply,
+            inbox,
+        })
         .map_err(|_| io::Error::other("the file committer stopped"))?;
     answer
         .await
         .map_err(|_| io::Error::other("the file committer stopped"))?
+}
+
+thread_local! {
+    static INBOX: RefCell<Option<Inbox>> = const { RefCell::new(None) };
+}
+
+/// This thread's inbox: a task on the current runtime that passes answers on
+/// to the tasks waiting for them. A new one when the runtime it was on has
+/// gone; `None` outside a runtime (answers then go straight to the task).
+fn inbox() -> Option<Inbox> {
+    INBOX.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if let Some(inbox) = cell.as_ref().filter(|i| !i.is_closed()) {
+            return Some(inbox.clone());
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let (inbox, mut groups) = async_mpsc::unbounded_channel::<Vec<Answer>>();
+        runtime.spawn(async move {
+            while let Some(group) = groups.recv().await {
+                for (reply, answer) in group {
+                    let _ = reply.send(answer);
+                }
+            }
+        });
+        *cell = Some(inbox.clone());
+        Some(inbox)
+    })
+}
+
+/// Every answer of a group, handed over once per inbox.
+fn answer_all(mut answers: Vec<(Job, Committed)>) {
+    while let Some((job, answer)) = answers.pop() {
+        let Some(inbox) = job.inbox else {
+            let _ = job.reply.send(answer);
+            continue;
+        };
+        let mut group = vec![(job.reply, answer)];
+        let mut i = 0;
+        while i < answers.len() {
+            if answers[i]
+                .0
+                .inbox
+                .as_ref()
+                .is_some_and(|o| o.same_channel(&inbox))
+            {
+                let (other, answer) = answers.swap_remove(i);
+                group.push((other.reply, answer));
+            } else {
+                i += 1;
+            }
+        }
+        // The runtime is gone: nobody is waiting any more, but answer anyway.
+        if let Err(async_mpsc::error::SendError(group)) = inbox.send(group) {
+            for (reply, answer) in group {
+                let _ = reply.send(answer);
+            }
+        }
+    }
 }
 
 fn committer() -> &'static mpsc::Sender<Job> {
@@ -88,6 +163,7 @@ struct Pending {
 /// Each step for the whole group; a file that fails a step gets its error and
 /// leaves the group.
 fn commit_group(group: Vec<Job>) {
+    let mut answers: Vec<(Job, Committed)> = Vec::with_capacity(group.len());
     let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
     for mut job in group {
         let s = &mut job.small;
@@ -104,9 +180,7 @@ fn commit_group(group: Vec<Job>) {
                 s.bufs = Vec::new();
                 pending.push(Pending { file, size, job });
             }
-            Err(e) => {
-                let _ = job.reply.send(Err(e));
-            }
+            Err(e) => answers.push((job, Err(e))),
         }
     }
     let mut renamed: Vec<(Pending, Option<Checksum>)> = Vec::with_capacity(pending.len());
@@ -127,9 +201,7 @@ fn commit_group(group: Vec<Job>) {
         });
         match step {
             Ok(verified) => renamed.push((p, verified)),
-            Err(e) => {
-                let _ = p.job.reply.send(Err(e));
-            }
+            Err(e) => answers.push((p.job, Err(e))),
         }
     }
     // One directory fsync covers every rename in it.
@@ -154,8 +226,9 @@ fn commit_group(group: Vec<Job>) {
         }));
     }
     for ((p, _), reply) in renamed.into_iter().zip(replies) {
-        let _ = p.job.reply.send(reply);
+        answers.push((p.job, reply));
     }
+    answer_all(answers);
 }
 
 #[cfg(test)]
@@ -187,6 +260,39 @@ mod tests {
             assert_eq!(std::fs::read(dir.path().join(n)).unwrap(), b"hello");
             assert!(!dir.path().join(format!("{n}.part")).exists());
         }
+    }
+
+    #[test]
+    fn answers_reach_tasks_on_each_new_runtime_and_on_worker_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let commit_some = |tag: &str| {
+            let commits =
+                (0..40).map(|i| commit(small(dir.path(), &format!("{tag}{i}"), b"x", None)));
+            futures_util::future::join_all(commits)
+        };
+        // A second runtime on this thread finds the first one's inbox closed.
+        for round in ["a", "b"] {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            for r in rt.block_on(commit_some(round)) {
+                assert_eq!(r.unwrap().0, 1);
+            }
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let dir = dir.path().to_path_buf();
+                rt.spawn(async move { commit(small(&dir, &format!("m{t}"), b"mt", None)).await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(rt.block_on(t).unwrap().unwrap().0, 2);
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 88);
     }
 
     #[tokio::test]

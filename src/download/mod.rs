@@ -1173,7 +1173,8 @@ impl Downloader {
         // A mirror's own URL does not name the file: the first URL does.
         let served = match disposition {
             Some(name) => name,
-            None if tries.source != 0 => return Ok(None),
+            // Not redirected: the URL names the file as planned.
+            None if tries.source != 0 || response.url() == &job.spec.url => return Ok(None),
             None => naming::for_url(response.url()),
         };
         if served == naming::for_url(&job.spec.url) || served == provisional {
