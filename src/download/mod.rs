@@ -466,14 +466,35 @@ impl Downloader {
         job: &Job,
         tries: &mut Tries,
     ) -> Option<Result<Completed, DownloadError>> {
-        let name = job.name.as_deref()?;
-        let path = job.dir.join(name);
-        if self.listing.is_new(&job.dir, name) {
-            // Nothing of this name was there at the start: no file to settle,
-            // nothing to resume, no local copy to compare.
-            tries.final_path = Some(path);
+        if self.known_new(job, tries) {
             return None;
         }
+        self.look_on_disk(job, tries)
+    }
+
+    /// The part of [`Downloader::prepare`] that needs no disk: `true` when the
+    /// download has no file, or a name the start-of-run listing knows is new
+    /// (no file to settle, nothing to resume, no local copy to compare); its
+    /// path is then set.
+    pub fn known_new(&self, job: &Job, tries: &mut Tries) -> bool {
+        let Some(name) = job.name.as_deref() else {
+            return true;
+        };
+        if !self.listing.is_new(&job.dir, name) {
+            return false;
+        }
+        tries.final_path = Some(job.dir.join(name));
+        true
+    }
+
+    /// The rest of [`Downloader::prepare`]: the lookups on disk.
+    pub fn look_on_disk(
+        &self,
+        job: &Job,
+        tries: &mut Tries,
+    ) -> Option<Result<Completed, DownloadError>> {
+        let name = job.name.as_deref()?;
+        let path = job.dir.join(name);
         match self.settle_existing(job, path, name) {
             Ok(path) => {
                 if self.timestamping {

@@ -411,7 +411,6 @@ pub struct SegmentWriter {
     /// slice of the connection's read buffer and would keep all of it alive
     /// (with 16 connections, several MiB more than the bytes held).
     buf: BytesMut,
-    buf_len: usize,
     /// Offset where the next batch goes.
     next_offset: u64,
     /// A write failed: bytes before `next_offset` may be missing, so nothing
@@ -428,7 +427,6 @@ impl SegmentWriter {
             hash,
             inflight: None,
             buf: BytesMut::new(),
-            buf_len: 0,
             next_offset: offset,
             failed: false,
         }
@@ -440,10 +438,9 @@ impl SegmentWriter {
         if self.buf.capacity() == 0 {
             self.buf.reserve(BATCH_BYTES);
         }
-        self.buf_len += chunk.len();
         self.buf.extend_from_slice(&chunk);
         drop(chunk);
-        if self.buf_len < BATCH_BYTES {
+        if self.buf.len() < BATCH_BYTES {
             return Ok(None);
         }
         let written = self.wait().await?;
@@ -454,7 +451,7 @@ impl SegmentWriter {
     /// Write everything taken so far; returns the offset after the last byte.
     pub async fn flush(&mut self) -> io::Result<u64> {
         self.wait().await?;
-        if self.buf_len > 0 {
+        if !self.buf.is_empty() {
             self.issue();
             self.wait().await?;
         }
@@ -482,8 +479,7 @@ impl SegmentWriter {
     fn issue(&mut self) {
         let bufs = [std::mem::take(&mut self.buf).freeze()];
         let offset = self.next_offset;
-        self.next_offset += self.buf_len as u64;
-        self.buf_len = 0;
+        self.next_offset += bufs[0].len() as u64;
         let end = self.next_offset;
         let file = self.file.clone();
         let hash = self.hash.clone();

@@ -114,6 +114,14 @@ impl Queued {
         self.more.as_ref().and_then(|m| m.dir.as_deref())
     }
 
+    /// Change what the input says of this download (`--checksum` or `-o` for
+    /// the only URL).
+    fn change(&mut self, f: impl FnOnce(&mut DownloadSpec)) {
+        let mut spec = self.clone().into_spec();
+        f(&mut spec);
+        *self = spec.into();
+    }
+
     /// The download in full, for its run.
     pub fn into_spec(self) -> DownloadSpec {
         let url = Url::parse(&self.url).expect("a URL serialised by the url crate parses again");
@@ -324,18 +332,14 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
         if specs.len() != 1 {
             return Err(InputError::ChecksumNeedsOneUrl(specs.len()));
         }
-        let mut spec = specs.remove(0).into_spec();
-        spec.extra_mut().checksum = Some(sum.clone());
-        specs.push(spec.into());
+        specs[0].change(|spec| spec.extra_mut().checksum = Some(sum.clone()));
     }
     if let Some(output) = &settings.output {
         if specs.len() != 1 {
             return Err(InputError::OutputNeedsOneUrl(specs.len()));
         }
         if let OutputName::File(name) = output {
-            let mut spec = specs.remove(0).into_spec();
-            spec.out = Some(name.clone());
-            specs.push(spec.into());
+            specs[0].change(|spec| spec.out = Some(name.clone()));
         }
     }
     Ok(Input {

@@ -511,38 +511,8 @@ impl Reporter for BarsReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::terminal::testing::Tty;
     use std::io::Write;
-    use std::sync::Mutex;
-
-    /// What a terminal receives, shared with the test.
-    #[derive(Clone, Default)]
-    struct Tty(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Tty {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Tty {
-        fn bytes(&self) -> Vec<u8> {
-            self.0.lock().unwrap().clone()
-        }
-        /// The screen of a `cols`-wide terminal after everything written.
-        fn screen(&self, cols: u16) -> vt100::Parser {
-            let mut parser = vt100::Parser::new(
-                std::num::NonZeroU16::new(24).unwrap(),
-                std::num::NonZeroU16::new(cols).unwrap(),
-                0,
-            );
-            parser.process(&self.bytes());
-            parser
-        }
-    }
 
     fn started(id: DownloadId, name: &str, size: u64, progress: &Arc<Progress>) -> Event {
         progress.reset(0, Some(size));

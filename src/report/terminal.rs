@@ -234,8 +234,48 @@ impl TermLike for Screen {
     }
 }
 
+/// A terminal for tests: what it receives, shared with the test.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// What a terminal receives; clones share it.
+    #[derive(Clone, Default)]
+    pub(crate) struct Tty(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Tty {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Tty {
+        /// Everything written so far.
+        pub(crate) fn bytes(&self) -> Vec<u8> {
+            self.0.lock().unwrap().clone()
+        }
+
+        /// The screen of a 24-row, `cols`-wide terminal after everything written.
+        pub(crate) fn screen(&self, cols: u16) -> vt100::Parser {
+            let mut parser = vt100::Parser::new(
+                std::num::NonZeroU16::new(24).unwrap(),
+                std::num::NonZeroU16::new(cols).unwrap(),
+                0,
+            );
+            parser.process(&self.bytes());
+            parser
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::Tty;
     use super::*;
 
     #[test]
@@ -254,22 +294,9 @@ mod tests {
         assert!(!colour_wanted(Some(OsStr::new("false"))));
     }
 
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn lines_end_with_a_clear_not_with_padding() {
-        let sink = Shared::default();
+        let sink = Tty::default();
         let screen = Screen::new(Box::new(sink.clone()), Arc::new(|| (24, 20)));
         // What indicatif writes for two lines, then a redraw.
         screen.write_str("first").unwrap();
@@ -282,7 +309,7 @@ mod tests {
         screen.write_str("").unwrap();
         screen.write_str(&" ".repeat(20)).unwrap();
         screen.flush().unwrap();
-        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let out = String::from_utf8(sink.bytes()).unwrap();
         assert_eq!(
             out, "first\x1b[K\r\nsecond\x1b[K\x1b[1A\r\x1b[2K\x1b[K",
             "{out:?}"
@@ -291,14 +318,14 @@ mod tests {
 
     #[test]
     fn a_line_filling_its_row_gets_no_clear() {
-        let sink = Shared::default();
+        let sink = Tty::default();
         let screen = Screen::new(Box::new(sink.clone()), Arc::new(|| (24, 5)));
         screen.write_str("12345").unwrap();
         screen.write_str("").unwrap();
         screen.write_str("ab").unwrap();
         screen.write_str("   ").unwrap();
         screen.flush().unwrap();
-        let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let out = String::from_utf8(sink.bytes()).unwrap();
         assert_eq!(out, "12345\r\nab\x1b[K");
         assert_eq!(screen.line_width(), 3);
     }

@@ -477,19 +477,13 @@ async fn prepare(
     job: Job,
     tries: &mut Tries,
 ) -> (Job, Option<Result<Completed, DownloadError>>) {
-    let dl = &shared.downloader;
-    let known_new = job
-        .name
-        .as_deref()
-        .is_none_or(|name| dl.listing.is_new(&job.dir, name));
-    if known_new {
-        let ready = dl.prepare(&job, tries);
-        return (job, ready);
+    if shared.downloader.known_new(&job, tries) {
+        return (job, None);
     }
     let shared = shared.clone();
     let mut moved = std::mem::take(tries);
     let looked = tokio::task::spawn_blocking(move || {
-        let ready = shared.downloader.prepare(&job, &mut moved);
+        let ready = shared.downloader.look_on_disk(&job, &mut moved);
         (job, moved, ready)
     })
     .await;
