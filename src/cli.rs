@@ -126,6 +126,17 @@ pub struct Cli {
     #[arg(short = 'o', long, value_name = "NAME", help_heading = "Output")]
     pub output: Option<String>,
 
+    /// Name files after the last URL of a redirect.
+    ///
+    /// By default a file is named after the URL given (or the server's Content-Disposition), never
+    /// after where a redirect led, so a server cannot pick the name by redirecting. With this
+    /// option, a redirected download is named after its last URL (links like .../download that
+    /// redirect to a mirror).
+    ///
+    /// [default: off] [config: trust_server_names]
+    #[arg(long, help_heading = "Output")]
+    pub trust_server_names: bool,
+
     /// When the final file already exists: skip | overwrite | rename | fail.
     ///
     /// skip reports "already complete" and sends no request; overwrite replaces it; rename saves
@@ -244,7 +255,8 @@ pub struct Cli {
 
     /// Extra request header 'K: V', repeatable.
     ///
-    /// Added to the headers of the config file.
+    /// Added to the headers of the config file. Sent only to the origin (scheme, host and port) of
+    /// the URL it is given for: a redirect to another origin drops it.
     ///
     /// [config: headers]
     #[arg(
@@ -260,6 +272,15 @@ pub struct Cli {
     /// [default: volley/VERSION] [config: user_agent]
     #[arg(short = 'U', long, value_name = "UA", help_heading = "HTTP")]
     pub user_agent: Option<String>,
+
+    /// Referer header to send.
+    ///
+    /// None is sent by default, not even after a redirect. Like -H, sent only to the origin of the
+    /// URL it is given for.
+    ///
+    /// [config: referer]
+    #[arg(long, value_name = "URL", help_heading = "HTTP")]
+    pub referer: Option<String>,
 
     /// Proxy for all requests.
     ///

@@ -243,6 +243,10 @@ pub struct FileConfig {
     pub headers: Option<Vec<String>>,
     /// `--user-agent`
     pub user_agent: Option<String>,
+    /// `--referer`
+    pub referer: Option<String>,
+    /// `--trust-server-names`
+    pub trust_server_names: Option<bool>,
     /// `--proxy`
     pub proxy: Option<String>,
     /// `--insecure`
@@ -344,6 +348,8 @@ pub struct Settings {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// User-Agent.
     pub user_agent: String,
+    /// Name redirected downloads after their last URL.
+    pub trust_server_names: bool,
     /// Proxy URL.
     pub proxy: Option<String>,
     /// Accept invalid certificates.
@@ -401,10 +407,16 @@ impl Settings {
     pub fn merge(cli: Cli, file: FileConfig) -> Result<Settings, ConfigError> {
         let mut header_lines = file.headers.unwrap_or_default();
         header_lines.extend(cli.headers);
-        let headers = header_lines
+        let mut headers = header_lines
             .iter()
             .map(|h| parse_header(h).map_err(|m| invalid("--header", m)))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(referer) = cli.referer.or(file.referer) {
+            let value = HeaderValue::from_str(&referer).map_err(|_| {
+                invalid("--referer", "has characters not allowed in a header".into())
+            })?;
+            headers.push((reqwest::header::REFERER, value));
+        }
         let output = cli.output.map(|o| {
             if o == "-" {
                 Ok(OutputName::Stdout)
@@ -477,6 +489,7 @@ impl Settings {
                 .user_agent
                 .or(file.user_agent)
                 .unwrap_or_else(|| concat!("volley/", env!("CARGO_PKG_VERSION")).to_string()),
+            trust_server_names: cli.trust_server_names || file.trust_server_names.unwrap_or(false),
             proxy: cli.proxy.or(file.proxy),
             insecure: cli.insecure || file.insecure.unwrap_or(false),
             ca_cert: cli.ca_cert.or(file.ca_cert),

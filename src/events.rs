@@ -216,6 +216,23 @@ pub enum Event {
 }
 
 /// Where the core sends events. Cloned into every task; sending never blocks.
+impl Event {
+    /// The download the event is about (none for a host's window).
+    pub fn id(&self) -> Option<DownloadId> {
+        match self {
+            Event::Started { id, .. }
+            | Event::Retrying { id, .. }
+            | Event::Finished { id, .. }
+            | Event::Skipped { id, .. }
+            | Event::Failed { id, .. }
+            | Event::Duplicate { id, .. }
+            | Event::Planned { id, .. }
+            | Event::Interrupted { id, .. } => Some(*id),
+            Event::HostWindow { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EventSender(std::sync::mpsc::Sender<Event>);
 

@@ -63,12 +63,13 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
         .map_err(RunError::Runtime)?;
     let (events, rx) = EventSender::channel();
     let reporter_thread = report::spawn(report::for_settings(&settings, input.specs.len()), rx);
-    let specs_for_retry = settings.save_failed.as_ref().map(|_| input.specs.clone());
-    let summary = runtime.block_on(async {
+    let ran = runtime.block_on(async {
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(cancel.clone()));
-        scheduler::run(&settings, input, client, credentials, events, cancel).await
+        let keep = settings.save_failed.is_some();
+        scheduler::run(&settings, input, client, credentials, events, cancel, keep).await
     });
+    let summary = ran.summary;
     // Every sender is gone: wake the reporter for its last look.
     reporter_thread.thread().unpark();
     let mut reporters = reporter_thread.join().unwrap_or_default();
@@ -80,14 +81,16 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
     if settings.dry_run {
         return Ok(summary);
     }
-    if let (Some(specs), Some(path)) = (&specs_for_retry, &settings.save_failed) {
-        let list: String = summary
-            .incomplete
-            .iter()
-            .filter_map(|&id| specs.get(id))
-            .map(|q| input::format_entry(&q.clone().into_spec()))
+    if let Some(path) = &settings.save_failed {
+        let list: String = ran
+            .unfinished
+            .into_iter()
+            .map(|q| input::format_entry(&q.into_spec()))
             .collect();
-        if let Err(e) = std::fs::write(path, list) {
+        // The list may hold passwords (in URLs, header= lines): owner only.
+        let written = download::writer::create_private(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, list.as_bytes()));
+        if let Err(e) = written {
             eprintln!("volley: --save-failed {}: {e}", path.display());
         }
     }

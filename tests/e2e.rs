@@ -669,7 +669,7 @@ fn redirect_loop_fails_only_that_download() {
 }
 
 #[test]
-fn redirect_chain_is_followed_and_named_after_final_url() {
+fn redirect_chain_is_followed_and_named_after_final_url_with_trust_server_names() {
     let server = TestServer::start();
     let body = content(16, 33_333);
     server.redirect("/r/start", 302, &server.url("/r/mid"));
@@ -677,10 +677,23 @@ fn redirect_chain_is_followed_and_named_after_final_url() {
     server.file("/final/data.bin", body.clone());
     let mut v = volley();
     let dir = out_dir(&v);
-    let r = run(v.args(["-d", &path_arg(&dir), &server.url("/r/start")]));
+    let r = run(v.args([
+        "--trust-server-names",
+        "-d",
+        &path_arg(&dir),
+        &server.url("/r/start"),
+    ]));
     r.expect_code(0).expect_empty_stdout();
     assert_eq!(list_tree(&dir), vec!["data.bin".to_string()]);
     assert_file_eq(dir.join("data.bin"), &body);
+    // By default the URL given names it (issue 13: a redirect does not
+    // choose the name).
+    let mut v = volley();
+    let dir = out_dir(&v);
+    let r = run(v.args(["-d", &path_arg(&dir), &server.url("/r/start")]));
+    r.expect_code(0).expect_empty_stdout();
+    assert_eq!(list_tree(&dir), vec!["start".to_string()]);
+    assert_file_eq(dir.join("start"), &body);
 }
 
 #[test]

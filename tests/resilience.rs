@@ -490,7 +490,8 @@ fn header_credentials_are_dropped_on_cross_host_redirect() {
         &a.url("/start"),
     ]));
     r.expect_code(0);
-    assert_file_eq(dir.join("file"), &body);
+    // Named after the URL given, not the redirect's target (see tests/safety.rs).
+    assert_file_eq(dir.join("start"), &body);
     let seen_a = a.requests("/start");
     assert_eq!(seen_a.len(), 1, "{seen_a:#?}");
     assert_eq!(seen_a[0].header("authorization"), Some("Bearer secret"));
@@ -515,7 +516,7 @@ fn url_userinfo_is_dropped_on_cross_host_redirect() {
     let url = format!("http://user:pw@127.0.0.1:{}/start2", a.port());
     let r = run(v.args(["-d", &path_arg(&dir), &url]));
     r.expect_code(0);
-    assert_file_eq(dir.join("file2"), &body);
+    assert_file_eq(dir.join("start2"), &body);
     let seen_a = a.requests("/start2");
     assert_eq!(seen_a.len(), 1, "{seen_a:#?}");
     // base64("user:pw")
@@ -551,7 +552,7 @@ fn list_header_credentials_are_dropped_on_cross_host_redirect() {
     );
     let r = run(v.args(["-d", &path_arg(&dir), "-i", &path_arg(&list)]));
     r.expect_code(0);
-    assert_file_eq(dir.join("file3"), &body);
+    assert_file_eq(dir.join("start3"), &body);
     let seen_a = a.requests("/start3");
     assert_eq!(seen_a.len(), 1, "{seen_a:#?}");
     assert_eq!(seen_a[0].header("authorization"), Some("Bearer listsecret"));

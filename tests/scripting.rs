@@ -826,7 +826,8 @@ fn dry_run_routes(server: &TestServer) -> Vec<(String, String, u64, &'static str
             server.url("/r/start"),
             server.url("/final/data.bin"),
             3 * MIB as u64,
-            "data.bin",
+            // The URL given names the file, not the redirect (issue 13).
+            "start",
         ),
         (server.url("/cd"), server.url("/cd"), 555, "report.pdf"),
     ]

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{redirect, Client, StatusCode};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::{redirect, Client, Response, StatusCode, Url};
 
 use crate::config::Settings;
 
@@ -46,43 +46,78 @@ pub fn file_size(headers: &HeaderMap) -> Option<u64> {
         .or_else(|| text(reqwest::header::CONTENT_LENGTH)?.trim().parse().ok())
 }
 
-/// Build the one client shared by every download of the run.
+/// Which redirects are followed. volley follows them itself, one request per
+/// hop, so that each hop carries only what was given for its origin (see
+/// `Downloader::request`); reqwest's own redirect handling is off.
+#[derive(Debug, Clone, Copy)]
+pub struct Redirects {
+    /// Most redirects followed per request (`--max-redirects`).
+    pub max: usize,
+    /// Follow `https` → `http` (`--allow-insecure-redirect`).
+    pub allow_insecure: bool,
+}
+
+impl Redirects {
+    /// Where a redirect answer leads, given the URLs asked so far (first to
+    /// last, without user info), or why it is not followed. `None`: not a
+    /// redirect to follow (another status, or no usable `Location`).
+    pub fn next(&self, chain: &[Url], response: &Response) -> Option<Result<Url, String>> {
+        if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+            return None;
+        }
+        let location = response.headers().get(LOCATION)?.to_str().ok()?;
+        let next = match response.url().join(location.trim()) {
+            Ok(url) => url,
+            Err(e) => return Some(Err(format!("redirect to an invalid URL ({e})"))),
+        };
+        let shown = crate::download::redact(&next);
+        if !matches!(next.scheme(), "http" | "https") {
+            return Some(Err(format!(
+                "refused redirect to {shown} (not http or https)"
+            )));
+        }
+        if chain.iter().any(|u| same_resource(u, &next)) {
+            return Some(Err(format!("redirect loop back to {shown}")));
+        }
+        if chain.len() > self.max {
+            return Some(Err(format!(
+                "more than {} redirects (raise --max-redirects if this is expected)",
+                self.max
+            )));
+        }
+        let downgrade = response.url().scheme() == "https" && next.scheme() == "http";
+        if downgrade && !self.allow_insecure {
+            return Some(Err(format!(
+                "refused redirect from https to {shown} (--allow-insecure-redirect allows it)"
+            )));
+        }
+        Some(Ok(next))
+    }
+}
+
+/// The same URL but for user info and fragment.
+fn same_resource(a: &Url, b: &Url) -> bool {
+    let bare = |u: &Url| {
+        let mut u = u.clone();
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        u.set_fragment(None);
+        u
+    };
+    bare(a) == bare(b)
+}
+
+/// Build the one client shared by every download of the run. Headers from
+/// `-H` and credentials are not defaults of the client: each request gets
+/// them for its own origin only.
 pub fn build_client(
     s: &Settings,
     jar: Option<std::sync::Arc<super::cookies::Jar>>,
 ) -> Result<Client, ClientError> {
-    let mut headers = HeaderMap::new();
-    // Secrets are added per request, to the download's own origin only.
-    for (k, v) in s.headers.iter().filter(|(k, _)| !super::is_secret(k)) {
-        headers.append(k.clone(), v.clone());
-    }
-    let max = s.max_redirects;
-    let allow_insecure = s.allow_insecure_redirect;
-    let policy = redirect::Policy::custom(move |attempt| {
-        let previous = attempt.previous();
-        if previous.iter().any(|u| u == attempt.url()) {
-            let url = attempt.url().to_string();
-            return attempt.error(format!("redirect loop back to {url}"));
-        }
-        if previous.len() > max {
-            return attempt.error(format!(
-                "more than {max} redirects (raise --max-redirects if this is expected)"
-            ));
-        }
-        let downgrade = previous.last().is_some_and(|p| p.scheme() == "https")
-            && attempt.url().scheme() == "http";
-        if downgrade && !allow_insecure {
-            let url = attempt.url().to_string();
-            return attempt.error(format!(
-                "refused redirect from https to {url} (--allow-insecure-redirect allows it)"
-            ));
-        }
-        attempt.follow()
-    });
     let mut builder = Client::builder()
         .user_agent(s.user_agent.clone())
-        .default_headers(headers)
-        .redirect(policy)
+        .redirect(redirect::Policy::none())
+        .referer(false)
         .connect_timeout(s.connect_timeout)
         .read_timeout(s.timeout)
         .pool_max_idle_per_host(s.max_per_host.max(s.jobs))
@@ -171,6 +206,11 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
     (start <= end).then_some((start, end, total))
 }
 
+/// The size a 416 answer gives: `Content-Range: bytes */N`.
+pub fn unsatisfied_size(value: &str) -> Option<u64> {
+    value.trim().strip_prefix("bytes */")?.trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +238,9 @@ mod tests {
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, 9, None)));
         assert_eq!(parse_content_range("bytes */10"), None);
         assert_eq!(parse_content_range("bytes 9-5/10"), None);
+        assert_eq!(unsatisfied_size("bytes */100000"), Some(100_000));
+        assert_eq!(unsatisfied_size("bytes 0-1/2"), None);
+        assert_eq!(unsatisfied_size("bytes */*"), None);
     }
 
     #[test]

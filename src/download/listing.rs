@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use super::PART_SUFFIX;
+use super::naming;
 
 /// Fewest downloads into a directory for it to be listed.
 pub const MIN_BATCH: usize = 32;
@@ -66,8 +66,8 @@ impl Listing {
         let Some(names) = self.0.get(dir) else {
             return false;
         };
-        let part = format!("{name}{PART_SUFFIX}");
-        !names.contains(&key(OsStr::new(name))) && !names.contains(&key(OsStr::new(&part)))
+        let part = naming::part_name(OsStr::new(name));
+        !names.contains(&key(OsStr::new(name))) && !names.contains(&key(&part))
     }
 }
 

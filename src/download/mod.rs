@@ -52,8 +52,6 @@ pub trait Slots: Sync {
 
 /// How often a long download flushes its data and records it in the state file.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// Suffix of the partial file.
-pub const PART_SUFFIX: &str = ".part";
 
 /// Why one try of a download failed.
 #[derive(Debug, thiserror::Error)]
@@ -256,9 +254,9 @@ impl Job {
         self.sources().nth(i).unwrap_or(&self.spec.url)
     }
 
-    /// The URL as text.
+    /// The URL as shown and recorded: a password in it reads `***`.
     pub fn url(&self) -> String {
-        self.spec.url.to_string()
+        redact(&self.spec.url)
     }
 }
 
@@ -369,29 +367,41 @@ fn path_key(path: &Path) -> u64 {
 }
 
 impl Names {
-    /// Reserve `dir/name`, or the first free `dir/name.N.ext`. With `avoid_existing`,
-    /// names of files already on disk are passed over too.
+    /// Reserve `dir/name`, or the first free `dir/name.N.ext`. A name is free
+    /// when none of the paths its download may create ([`naming::family`]:
+    /// the file, its `.part`, state file and temporary) is one another
+    /// download of the batch may create. With `avoid_existing`, names of files
+    /// already on disk are passed over too.
     pub fn reserve(&self, dir: &Path, name: &str, avoid_existing: bool) -> PathBuf {
         let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let wanted = dir.join(name);
         let wanted_key = path_key(&wanted);
         let mut n = table.next.get(&wanted_key).copied().unwrap_or(0);
-        let mut path = if n == 0 {
-            wanted
-        } else {
-            dir.join(naming::numbered(name, n))
+        let candidate = |n: usize| match n {
+            0 => wanted.clone(),
+            n => dir.join(naming::numbered(name, n)),
         };
-        while table.taken.contains(&path_key(&path))
-            || avoid_existing && path.symlink_metadata().is_ok()
-        {
+        let mut path = candidate(n);
+        while table.clashes(&path) || avoid_existing && path.symlink_metadata().is_ok() {
             n += 1;
-            path = dir.join(naming::numbered(name, n));
+            path = candidate(n);
         }
         if n > 0 {
             table.next.insert(wanted_key, n + 1);
         }
-        table.taken.insert(path_key(&path));
+        for p in naming::family(&path) {
+            table.taken.insert(path_key(&p));
+        }
         path
+    }
+}
+
+impl NameTable {
+    /// Whether a download to `path` would create a path another one may.
+    fn clashes(&self, path: &Path) -> bool {
+        naming::family(path)
+            .iter()
+            .any(|p| self.taken.contains(&path_key(p)))
     }
 }
 
@@ -410,12 +420,7 @@ pub struct Plan {
     pub action: String,
 }
 
-/// `NAME.part` for `NAME`.
-pub fn part_path(final_path: &Path) -> PathBuf {
-    let mut p = final_path.as_os_str().to_owned();
-    p.push(PART_SUFFIX);
-    PathBuf::from(p)
-}
+pub use naming::part_path;
 
 /// Everything a try needs that is shared by the run.
 #[derive(Debug)]
@@ -448,9 +453,14 @@ pub struct Downloader {
     pub sums: crate::input::Sums,
     /// HTTP Basic credentials (`--http-user`, `--netrc`).
     pub credentials: auth::Credentials,
-    /// `-H` headers that carry secrets (`Authorization`, `Cookie`): sent per
-    /// request to the download's own origin only, never as client defaults.
-    pub private_headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+    /// `-H` headers (config file first, then flags): sent per request to the
+    /// origin of the URL they were given for, never as client defaults; those
+    /// that carry secrets only to the download's own URL's origin.
+    pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+    /// Which redirects are followed.
+    pub redirects: http::Redirects,
+    /// `--trust-server-names`: a redirect's last URL names the file.
+    pub trust_server_names: bool,
     /// `-N`: mtimes from Last-Modified, conditional requests for existing files.
     pub timestamping: bool,
     /// How space is reserved for files of known size.
@@ -549,7 +559,7 @@ impl Downloader {
         };
         match ResumeState::load(&state_path) {
             Some(state)
-                if state.url == job.spec.url.as_str() && state.covered() > 0 && holds(&state) =>
+                if state.describes(&job.spec.url) && state.covered() > 0 && holds(&state) =>
             {
                 tries.resume = Some(state);
                 tries.state_on_disk = true;
@@ -641,24 +651,24 @@ impl Downloader {
                 _ => "download".to_string(),
             },
         };
-        let request = |method: reqwest::Method| self.request(job, method, &job.spec.url);
-        let mut result = request(reqwest::Method::HEAD).send().await;
+        let url = &job.spec.url;
+        let mut result = self
+            .send_following(job, reqwest::Method::HEAD, url, |r| r)
+            .await;
         if let Ok(r) = &result {
             if matches!(r.status().as_u16(), 405 | 501) {
-                result = request(reqwest::Method::GET)
-                    .header(RANGE, "bytes=0-0")
-                    .header(ACCEPT_ENCODING, "identity")
-                    .send()
+                result = self
+                    .send_following(job, reqwest::Method::GET, url, |r| {
+                        r.header(RANGE, "bytes=0-0")
+                            .header(ACCEPT_ENCODING, "identity")
+                    })
                     .await;
             }
         }
         let response = match result {
             Ok(r) => r,
             Err(e) => {
-                plan.action = format!(
-                    "fail: {}",
-                    DownloadError::from_reqwest(e, self.idle_timeout)
-                );
+                plan.action = format!("fail: {e}");
                 return plan;
             }
         };
@@ -675,10 +685,15 @@ impl Downloader {
                 .get(CONTENT_DISPOSITION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(naming::from_content_disposition)
-                .unwrap_or_else(|| naming::for_url(response.url()));
+                .or_else(|| {
+                    self.trust_server_names
+                        .then(|| naming::for_url(response.url()))
+                });
             // Only a name the server gives moves the file (as in a real run);
             // otherwise the planned name stands (`--on-exists rename` included).
-            if served != naming::for_url(&job.spec.url) && Some(&served) != job.name.as_ref() {
+            if let Some(served) = served
+                .filter(|s| *s != naming::for_url(&job.spec.url) && Some(s) != job.name.as_ref())
+            {
                 plan.path = Some(job.dir.join(served));
             }
         }
@@ -755,46 +770,94 @@ impl Downloader {
         }
     }
 
-    /// A request of `job` to `url` with the download's headers and credentials.
-    /// Secrets (`Authorization`, `Cookie`, `--http-user`, the netrc `default`)
-    /// go only to the origin of the download's own URL; a mirror elsewhere gets
-    /// only a netrc entry naming its host.
+    /// One hop of a request of `job` for `given` (its URL or a mirror), at
+    /// `hop` (`given` itself, or where a redirect led). What the user gave goes
+    /// only to the origin (scheme, host, port) it was given for: `-H` headers,
+    /// `header=` options and the user info of `given` only to `given`'s
+    /// origin; secrets (`Authorization`, `Cookie`, `--http-user`, the netrc
+    /// `default`) only to the download's own URL's. Any other origin gets
+    /// only a netrc entry naming its very host.
     pub fn request(
         &self,
         job: &Job,
         method: reqwest::Method,
-        url: &reqwest::Url,
+        hop: &reqwest::Url,
+        given: &reqwest::Url,
     ) -> reqwest::RequestBuilder {
-        let home = same_origin(url, &job.spec.url);
-        let mut request = self.client.request(method, url.clone());
+        let mut request = self.client.request(method, hop.clone());
+        if !same_origin(hop, given) {
+            if let Some((user, password)) = self.credentials.for_mirror(hop) {
+                request = request.basic_auth(user, password);
+            }
+            return request;
+        }
+        let home = same_origin(hop, &job.spec.url);
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &self.headers {
+            if home || !is_secret(k) {
+                headers.append(k.clone(), v.clone());
+            }
+        }
+        // A download's own header= replaces a -H header of the same name.
+        let mut replaced = Vec::new();
         for (k, v) in job.spec.headers() {
             if home || !is_secret(k) {
-                request = request.header(k, v);
+                if !replaced.contains(&k) {
+                    headers.remove(k);
+                    replaced.push(k);
+                }
+                headers.append(k.clone(), v.clone());
             }
         }
-        if home {
-            for (k, v) in &self.private_headers {
-                request = request.header(k, v);
-            }
-        }
-        let own = job
-            .spec
-            .headers()
-            .iter()
-            .any(|(k, _)| k == reqwest::header::AUTHORIZATION)
-            || self
-                .private_headers
-                .iter()
-                .any(|(k, _)| k == reqwest::header::AUTHORIZATION);
-        let credentials = match (own, home) {
-            (true, _) => None,
-            (false, true) => self.credentials.for_url(url),
-            (false, false) => self.credentials.for_mirror(url),
+        let own = headers.contains_key(reqwest::header::AUTHORIZATION);
+        request = request.headers(headers);
+        let credentials = if own || has_userinfo(hop) {
+            // reqwest sends a URL's own user info.
+            None
+        } else if has_userinfo(given) {
+            userinfo(given)
+        } else if home {
+            self.credentials.for_url(hop)
+        } else {
+            self.credentials.for_mirror(hop)
         };
         if let Some((user, password)) = credentials {
             request = request.basic_auth(user, password);
         }
         request
+    }
+
+    /// Send a request for `given` and follow its redirects (see
+    /// [`http::Redirects`]), each hop built afresh by [`Downloader::request`]
+    /// and then `extra` (range and conditional headers, the same on every hop).
+    pub async fn send_following(
+        &self,
+        job: &Job,
+        method: reqwest::Method,
+        given: &reqwest::Url,
+        extra: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Response, DownloadError> {
+        let mut chain: Vec<reqwest::Url> = Vec::new();
+        let mut hop = given.clone();
+        loop {
+            let request = extra(self.request(job, method.clone(), &hop, given));
+            let response = request
+                .send()
+                .await
+                .map_err(|e| DownloadError::from_reqwest(e, self.idle_timeout))?;
+            chain.push(response.url().clone());
+            match self.redirects.next(&chain, &response) {
+                None => return Ok(response),
+                Some(Err(reason)) => return Err(DownloadError::Redirect(reason)),
+                Some(Ok(next)) => {
+                    // Read a short body to the end, so its connection is reused.
+                    if response.content_length().is_some_and(|n| n <= 16 * 1024) {
+                        let _ = response.bytes().await;
+                    }
+                    hop = next;
+                }
+            }
+        }
     }
 
     /// The rate limits of a download, made on its first try.
@@ -852,34 +915,35 @@ impl Downloader {
         range: Option<(u64, Option<u64>)>,
     ) -> Result<Response, DownloadError> {
         let url = job.source(tries.source);
-        let mut request = self.request(job, reqwest::Method::GET, url);
-        if let (Some((mtime, _)), None | Some((0, _))) = (tries.local, range) {
-            request = request.header(
-                reqwest::header::IF_MODIFIED_SINCE,
-                httpdate::fmt_http_date(mtime),
-            );
-        }
-        if let Some((start, end)) = range {
-            let end = end.map(|e| (e - 1).to_string()).unwrap_or_default();
-            request = request
-                .header(RANGE, format!("bytes={start}-{end}"))
-                .header(ACCEPT_ENCODING, "identity");
-            // Validators are only comparable on the server that issued them.
-            let same_source =
-                |s: &&ResumeState| s.source.as_deref().unwrap_or(s.url.as_str()) == url.as_str();
-            if let Some(v) = tries
-                .resume
-                .as_ref()
-                .filter(same_source)
-                .and_then(ResumeState::if_range)
-            {
-                request = request.header(IF_RANGE, v);
+        // Validators are only comparable on the server that issued them.
+        let if_range = tries
+            .resume
+            .as_ref()
+            .filter(|s| s.is_from(url))
+            .and_then(ResumeState::if_range);
+        let since = match (tries.local, range) {
+            (Some((mtime, _)), None | Some((0, _))) => Some(httpdate::fmt_http_date(mtime)),
+            _ => None,
+        };
+        let extra = |mut request: reqwest::RequestBuilder| {
+            if let Some(since) = &since {
+                request = request.header(reqwest::header::IF_MODIFIED_SINCE, since);
             }
-        }
+            if let Some((start, end)) = range {
+                let end = end.map(|e| (e - 1).to_string()).unwrap_or_default();
+                request = request
+                    .header(RANGE, format!("bytes={start}-{end}"))
+                    .header(ACCEPT_ENCODING, "identity");
+                if let Some(v) = if_range {
+                    request = request.header(IF_RANGE, v);
+                }
+            }
+            request
+        };
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => Err(DownloadError::Interrupted),
-            r = request.send() => r.map_err(|e| DownloadError::from_reqwest(e, self.idle_timeout)),
+            r = self.send_following(job, reqwest::Method::GET, url, extra) => r,
         }
     }
 
@@ -946,9 +1010,9 @@ impl Downloader {
             .final_path
             .clone()
             .expect("a file download has a path");
-        let mut state = ResumeState::new(job.spec.url.as_str());
+        let mut state = ResumeState::new(&job.url());
         if tries.source != 0 {
-            state.source = Some(job.source(tries.source).to_string());
+            state.source = Some(redact(job.source(tries.source)));
         }
         state.size = size;
         state.etag = header_text(&response, ETAG);
@@ -1079,7 +1143,8 @@ impl Downloader {
         })
     }
 
-    /// 416 on a resumed request: complete if the state says the file is whole.
+    /// 416 on a resumed request: complete if the server's size is what is on
+    /// disk, else start over.
     async fn range_not_satisfiable(
         &self,
         job: &Job,
@@ -1087,7 +1152,17 @@ impl Downloader {
         offset: u64,
         headers: &reqwest::header::HeaderMap,
     ) -> Result<Completed, DownloadError> {
-        let whole = tries.resume.as_ref().and_then(|s| s.size) == Some(offset);
+        // Complete only when the 416 gives the file's size as exactly what is
+        // on disk (`Content-Range: bytes */N`), and the state agrees.
+        let served = headers
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(http::unsatisfied_size);
+        let whole = served == Some(offset)
+            && tries
+                .resume
+                .as_ref()
+                .is_some_and(|s| s.size.is_none_or(|size| size == offset) && s.covered() == offset);
         if job.name.is_none() || !whole {
             tries.resume = None;
             tries.stdout_written = 0;
@@ -1146,10 +1221,7 @@ impl Downloader {
                 Some("the file's size changed on the server".to_string())
             }
             Some(_)
-                if known.is_some_and(|k| {
-                    k.source.as_deref().unwrap_or(k.url.as_str()) == source.as_str()
-                        && validators_differ(k, response)
-                }) =>
+                if known.is_some_and(|k| k.is_from(source) && validators_differ(k, response)) =>
             {
                 Some("the file changed on the server (ETag/Last-Modified differ)".to_string())
             }
@@ -1160,7 +1232,8 @@ impl Downloader {
             // problem, not the file's: drop it and keep the data.
             if tries.source != 0 {
                 return Err(DownloadError::MirrorDropped(format!(
-                    "mirror {source}: {problem}; dropped for this file"
+                    "mirror {}: {problem}; dropped for this file",
+                    redact(source)
                 )));
             }
             tries.resume = None;
@@ -1195,7 +1268,14 @@ impl Downloader {
         let served = match disposition {
             Some(name) => name,
             // Not redirected: the URL names the file as planned.
-            None if tries.source != 0 || response.url() == &job.spec.url => return Ok(None),
+            // The URL given names the file, not where a redirect led (unless
+            // --trust-server-names).
+            None if !self.trust_server_names
+                || tries.source != 0
+                || response.url() == &job.spec.url =>
+            {
+                return Ok(None)
+            }
             None => naming::for_url(response.url()),
         };
         if served == naming::for_url(&job.spec.url) || served == provisional {
@@ -1335,6 +1415,32 @@ pub fn is_secret(name: &reqwest::header::HeaderName) -> bool {
     name == AUTHORIZATION || name == COOKIE || name == PROXY_AUTHORIZATION
 }
 
+/// Whether a URL carries a user or password.
+fn has_userinfo(url: &reqwest::Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
+/// A URL's user and password, percent-decoded (as reqwest sends them).
+fn userinfo(url: &reqwest::Url) -> Option<(String, Option<String>)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    has_userinfo(url).then(|| (decode(url.username()), url.password().map(decode)))
+}
+
+/// A URL as volley shows it (events, messages, the summary) and records it
+/// (state files): a password in it reads `***`.
+pub fn redact(url: &reqwest::Url) -> String {
+    if url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_password(Some("***"));
+    shown.to_string()
+}
+
 /// Same scheme, host and port.
 fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
     a.scheme() == b.scheme()
@@ -1374,6 +1480,18 @@ mod tests {
             names.reserve(Path::new("e"), "f.bin", false),
             Path::new("e/f.bin")
         );
+        // A name that is another download's partial or state file, or whose
+        // partial file is another download's name, is numbered.
+        assert_eq!(
+            names.reserve(dir, "f.bin.part", false),
+            dir.join("f.bin.1.part")
+        );
+        assert_eq!(
+            names.reserve(dir, "f.bin.part.volley", false),
+            dir.join("f.bin.part.1.volley")
+        );
+        assert_eq!(names.reserve(dir, "g.part", false), dir.join("g.part"));
+        assert_eq!(names.reserve(dir, "g", false), dir.join("g.1"));
         // 100,000 downloads wanting one name: linear, not quadratic.
         for _ in 0..100_000 {
             names.reserve(dir, "index.html", false);

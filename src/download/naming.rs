@@ -1,5 +1,12 @@
 //! File names: from Content-Disposition (RFC 6266) or the URL, sanitised so that a
-//! name chosen by a server can never leave the output directory.
+//! name chosen by a server can never leave the output directory; and the names a
+//! download keeps beside its final one (`NAME.part`, its state file and the state
+//! file's temporary), which stay within the filesystem's limit however long the
+//! final name is.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 
 use percent_encoding::percent_decode_str;
 use reqwest::Url;
@@ -10,12 +17,27 @@ pub const FALLBACK_NAME: &str = "index.html";
 pub const MAX_NAME_BYTES: usize = 255;
 /// Room kept below [`MAX_NAME_BYTES`] for `.part.volley` and a `.N` suffix.
 const SUFFIX_ROOM: usize = 20;
+/// Suffix of the partial file.
+pub const PART_SUFFIX: &str = ".part";
+/// Appended to the partial file's name to name the state file.
+pub const STATE_SUFFIX: &str = ".volley";
+/// Appended to the state file's name while a new state is written.
+pub const TMP_SUFFIX: &str = ".tmp";
+/// The most a download adds to its final name: `.part.volley.tmp`.
+const LONGEST_SUFFIX: usize = PART_SUFFIX.len() + STATE_SUFFIX.len() + TMP_SUFFIX.len();
+/// Bytes of a hashed partial name's tag: `.` and 16 hex digits.
+const HASH_TAG: usize = 17;
+/// The ends of names that only volley's own files have; a name the user gives
+/// may not end so (it would be another download's partial or state file).
+pub const PARTIAL_ENDINGS: [&str; 3] = [".part", ".part.volley", ".part.volley.tmp"];
 
 /// Make any string a safe single path component, or `None` when nothing usable is left.
 ///
 /// Keeps only the part after the last `/` or `\`, drops control characters, trims
 /// spaces, refuses names made only of dots, and shortens to fit the filesystem while
 /// keeping the extension.
+/// A leading `-` becomes `_`, so that a later `rm *` or `tar` in the directory
+/// cannot read the name as an option.
 pub fn sanitize(raw: &str) -> Option<String> {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
     let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
@@ -23,10 +45,80 @@ pub fn sanitize(raw: &str) -> Option<String> {
     if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
         return None;
     }
+    let cleaned = match cleaned.strip_prefix('-') {
+        Some(rest) => format!("_{rest}"),
+        None => cleaned.to_string(),
+    };
     Some(truncate_keeping_extension(
-        cleaned,
+        &cleaned,
         MAX_NAME_BYTES - SUFFIX_ROOM,
     ))
+}
+
+/// Whether a name ends like volley's own partial, state or temporary files.
+pub fn is_partial_name(name: &str) -> bool {
+    PARTIAL_ENDINGS.iter().any(|e| name.ends_with(e))
+}
+
+/// The partial file's name for a final name: `NAME.part`, or, when `NAME` is
+/// so long that its state file's temporary would not fit in a file name,
+/// the first bytes of `NAME`, a hash of all of it and `.part` (the same for
+/// the same final name on every run, so a rerun finds it).
+pub fn part_name(final_name: &OsStr) -> OsString {
+    let bytes = final_name.as_bytes();
+    let mut name = if bytes.len() + LONGEST_SUFFIX <= MAX_NAME_BYTES {
+        bytes.to_vec()
+    } else {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(bytes);
+        let mut keep = MAX_NAME_BYTES - LONGEST_SUFFIX - HASH_TAG;
+        // Cut on a character boundary where the name is UTF-8.
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            while !text.is_char_boundary(keep) {
+                keep -= 1;
+            }
+        }
+        let mut short = bytes[..keep].to_vec();
+        short.push(b'.');
+        for b in &digest[..8] {
+            short.extend_from_slice(format!("{b:02x}").as_bytes());
+        }
+        short
+    };
+    name.extend_from_slice(PART_SUFFIX.as_bytes());
+    OsString::from_vec(name)
+}
+
+/// `dir/PART` for `dir/NAME` (see [`part_name`]).
+pub fn part_path(final_path: &Path) -> PathBuf {
+    let name = final_path.file_name().unwrap_or(final_path.as_os_str());
+    final_path.with_file_name(part_name(name))
+}
+
+/// The state file beside a partial file: `PART.volley`.
+pub fn state_path(part: &Path) -> PathBuf {
+    with_suffix(part, STATE_SUFFIX)
+}
+
+/// The temporary a new state is written to before it replaces `state`.
+pub fn state_tmp_path(state: &Path) -> PathBuf {
+    with_suffix(state, TMP_SUFFIX)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Every path a download to `final_path` may create: the final file, the
+/// partial file, its state file and the state file's temporary. Two downloads
+/// of a batch never share one.
+pub fn family(final_path: &Path) -> [PathBuf; 4] {
+    let part = part_path(final_path);
+    let state = state_path(&part);
+    let tmp = state_tmp_path(&state);
+    [final_path.to_path_buf(), part, state, tmp]
 }
 
 fn truncate_keeping_extension(name: &str, max: usize) -> String {
@@ -50,10 +142,16 @@ pub fn split_extension(name: &str) -> (&str, &str) {
     }
 }
 
-/// The `n`th alternative of a name: `file.bin` → `file.1.bin`.
+/// The `n`th alternative of a name: `file.bin` → `file.1.bin`, shortened
+/// (keeping the number and extension) where it would not fit in a file name.
 pub fn numbered(name: &str, n: usize) -> String {
     let (stem, ext) = split_extension(name);
-    format!("{stem}.{n}{ext}")
+    let tag = format!(".{n}{ext}");
+    let mut keep = stem.len().min(MAX_NAME_BYTES.saturating_sub(tag.len()));
+    while !stem.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{tag}", &stem[..keep])
 }
 
 /// The last non-empty path segment of a URL, percent-decoded.
@@ -242,9 +340,52 @@ mod tests {
     }
 
     #[test]
+    fn a_leading_dash_is_not_kept() {
+        assert_eq!(sanitize("-rf").as_deref(), Some("_rf"));
+        assert_eq!(
+            sanitize("--checkpoint=1.bin").as_deref(),
+            Some("_-checkpoint=1.bin")
+        );
+        assert_eq!(sanitize("a/-x").as_deref(), Some("_x"));
+        assert_eq!(sanitize(" -x ").as_deref(), Some("_x"));
+        assert_eq!(sanitize("a-b").as_deref(), Some("a-b"));
+    }
+
+    #[test]
+    fn partial_names_fit_however_long_the_final_name() {
+        assert_eq!(part_name(OsStr::new("f.bin")), "f.bin.part");
+        assert!(is_partial_name("x.part") && is_partial_name("x.part.volley.tmp"));
+        assert!(!is_partial_name("x.partial") && !is_partial_name("x.volley"));
+        for len in [238, 239, 240, 250, 255] {
+            let name = format!("{}.bin", "n".repeat(len - 4));
+            let family = family(&Path::new("d").join(&name));
+            assert_eq!(family[0].file_name().unwrap().len(), len);
+            for p in &family[1..] {
+                assert!(p.file_name().unwrap().len() <= MAX_NAME_BYTES, "{p:?}");
+                assert!(p.starts_with("d"));
+            }
+            assert!(family[1].to_str().unwrap().ends_with(".part"));
+            // The same name always gets the same partial name; another does not.
+            assert_eq!(part_path(&family[0]), family[1]);
+            let other = format!("{}.bim", "n".repeat(len - 4));
+            assert_ne!(
+                part_name(OsStr::new(&other)),
+                family[1].file_name().unwrap()
+            );
+        }
+        // Multi-byte characters are not cut in half.
+        let wide = "é".repeat(127);
+        assert!(part_name(OsStr::new(&wide)).to_str().is_some());
+    }
+
+    #[test]
     fn numbering_keeps_extension() {
         assert_eq!(numbered("file.bin", 1), "file.1.bin");
         assert_eq!(numbered("README", 2), "README.2");
         assert_eq!(numbered(".bashrc", 1), ".bashrc.1");
+        let long = format!("{}.bin", "n".repeat(251));
+        let n = numbered(&long, 12);
+        assert_eq!(n.len(), MAX_NAME_BYTES);
+        assert!(n.ends_with(".12.bin"), "{n}");
     }
 }

@@ -790,7 +790,7 @@ impl<'a, S: Slots> Split<'a, S> {
         }
         DownloadError::MirrorDropped(format!(
             "mirror {} {why}; dropped for this file",
-            self.sources[source]
+            super::redact(&self.sources[source])
         ))
     }
 
@@ -800,20 +800,22 @@ impl<'a, S: Slots> Split<'a, S> {
         start: u64,
         end: u64,
     ) -> Result<Response, DownloadError> {
-        let dl = self.dl;
         let url = &self.sources[source];
-        let mut request = dl.request(self.job, reqwest::Method::GET, url);
-        request = request
-            .header(RANGE, format!("bytes={start}-{}", end - 1))
-            .header(ACCEPT_ENCODING, "identity");
         // Validators are only comparable on the server that issued them.
-        if let Some(v) = self.if_range.as_ref().filter(|_| source == self.home) {
-            request = request.header(IF_RANGE, v);
-        }
+        let if_range = self.if_range.as_ref().filter(|_| source == self.home);
+        let extra = |request: reqwest::RequestBuilder| {
+            let request = request
+                .header(RANGE, format!("bytes={start}-{}", end - 1))
+                .header(ACCEPT_ENCODING, "identity");
+            match if_range {
+                Some(v) => request.header(IF_RANGE, v),
+                None => request,
+            }
+        };
         tokio::select! {
             biased;
             _ = self.stop.cancelled() => Err(DownloadError::Interrupted),
-            r = request.send() => r.map_err(|e| DownloadError::from_reqwest(e, dl.idle_timeout)),
+            r = self.dl.send_following(self.job, reqwest::Method::GET, url, extra) => r,
         }
     }
 

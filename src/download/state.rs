@@ -12,8 +12,6 @@ use serde::{Deserialize, Serialize};
 
 /// Format version written into every state file.
 pub const STATE_VERSION: u32 = 1;
-/// Appended to the `.part` path to name the state file.
-pub const STATE_SUFFIX: &str = ".volley";
 
 /// What is known about a partial download.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +44,21 @@ impl ResumeState {
             last_modified: None,
             done: Vec::new(),
             source: None,
+        }
+    }
+
+    /// Whether this state describes a download of `url` (recorded with its
+    /// password shown as `***`; earlier versions recorded it whole).
+    pub fn describes(&self, url: &reqwest::Url) -> bool {
+        self.url == super::redact(url) || self.url == url.as_str()
+    }
+
+    /// Whether the validators were issued by `source` (the URL, or the
+    /// mirror recorded in `source`).
+    pub fn is_from(&self, source: &reqwest::Url) -> bool {
+        match &self.source {
+            Some(s) => *s == super::redact(source) || s == source.as_str(),
+            None => self.describes(source),
         }
     }
 
@@ -127,9 +140,7 @@ impl ResumeState {
 
     /// The state file that belongs to a `.part` file.
     pub fn path_for(part: &Path) -> PathBuf {
-        let mut p = part.as_os_str().to_owned();
-        p.push(STATE_SUFFIX);
-        PathBuf::from(p)
+        super::naming::state_path(part)
     }
 
     /// Read a state file; `None` when missing, unreadable or of another version.
@@ -141,10 +152,8 @@ impl ResumeState {
 
     /// Write atomically and durably: temp file, fsync, rename.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut file = crate::download::writer::create_nofollow(&tmp, true)?;
+        let tmp = super::naming::state_tmp_path(path);
+        let mut file = crate::download::writer::create_private(&tmp)?;
         file.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
         file.sync_data()?;
         std::fs::rename(&tmp, path)

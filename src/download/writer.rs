@@ -45,6 +45,23 @@ pub fn create_nofollow(path: &Path, truncate: bool) -> io::Result<File> {
         .open(path)
 }
 
+/// Create (or truncate) a file only its owner may read, without following a
+/// symlink at its path: state files, which hold the URL, and lists of failed
+/// downloads, which may hold credentials. An existing file is made private too.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
 /// fsync a directory so a rename in it survives a crash.
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 pub mod metalink;
 pub mod shard;
+pub mod stream;
 
 use crate::config::{self, parse_header, ByteSize, OutputName, Settings};
 use crate::download::checksum::{self, Checksum};
@@ -104,6 +105,14 @@ impl Queued {
         &self.url
     }
 
+    /// The URL as shown: a password in it reads `***`.
+    pub fn shown_url(&self) -> String {
+        match Url::parse(&self.url) {
+            Ok(url) => crate::download::redact(&url),
+            Err(_) => self.url.to_string(),
+        }
+    }
+
     /// `out=`, if given.
     pub fn out(&self) -> Option<&str> {
         self.more.as_ref().and_then(|m| m.out.as_deref())
@@ -143,10 +152,14 @@ impl Queued {
 /// Everything the input says: the downloads and the digests to check them by.
 #[derive(Debug, Default)]
 pub struct Input {
-    /// The downloads, in input order.
+    /// The downloads known before the run, in input order (arguments,
+    /// Metalink, a list file), checked whole.
     pub specs: Vec<Queued>,
     /// `--checksum-file`: digests by file name.
     pub sums: Sums,
+    /// `-i -` from a pipe: downloads that arrive while the run goes on,
+    /// after [`Input::specs`].
+    pub stream: Option<stream::Stream>,
 }
 
 impl DownloadSpec {
@@ -247,8 +260,14 @@ fn lines(errors: &[LineError]) -> String {
 
 /// Read every URL argument, the `-i` list and the `--checksum-file`, validating all
 /// of them.
+///
+/// `-i -` from a pipe or a terminal is the exception: its lines are read as
+/// they arrive, while the downloads before them run ([`stream`]); a bad line
+/// there fails as a download instead of stopping the run. `-o` and
+/// `--checksum`, which need to know there is one URL, read it whole.
 pub fn load(settings: &Settings) -> Result<Input, InputError> {
     let mut specs = Vec::new();
+    let mut stream = None;
     let mut errors = Vec::new();
     for (i, arg) in settings.urls.iter().enumerate() {
         match parse_url(arg) {
@@ -281,6 +300,12 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
                 Ok(found) => specs.extend(found.into_iter().map(Queued::from)),
                 Err(bad) => errors.extend(bad),
             }
+        } else if path == Path::new("-")
+            && stream::stdin_is_live()
+            && settings.output.is_none()
+            && settings.checksum.is_none()
+        {
+            stream = Some(stream::Stream::start("<stdin>", std::io::stdin()));
         } else if path == Path::new("-") {
             let stdin = std::io::stdin();
             parse_list_into(
@@ -325,7 +350,8 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
     if !errors.is_empty() {
         return Err(InputError::Invalid(errors));
     }
-    if specs.is_empty() {
+    // Nothing to do unless the stream brings something.
+    if specs.is_empty() && !stream.as_mut().is_some_and(stream::Stream::wait_first) {
         return Err(InputError::Empty);
     }
     if let Some(sum) = &settings.checksum {
@@ -345,6 +371,7 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
     Ok(Input {
         specs: shard::keep(settings.shard, specs),
         sums,
+        stream,
     })
 }
 
@@ -372,50 +399,115 @@ pub fn parse_list_into(
     push: &mut dyn FnMut(DownloadSpec),
     errors: &mut Vec<LineError>,
 ) -> std::io::Result<()> {
+    let mut parser = ListParser::new(source);
     let mut buf = Vec::new();
-    let mut line_no = 0;
-    // The download whose option lines may follow (none after a bad URL line,
-    // so its options are not blamed on the download before it).
-    let mut current: Option<DownloadSpec> = None;
-    let mut after_bad_url = false;
     loop {
         buf.clear();
         if reader.read_until(b'\n', &mut buf)? == 0 {
-            push_done(&mut current, push);
-            break;
+            parser.hand_over(push);
+            return Ok(());
         }
-        line_no += 1;
+        parser.line(&buf, push, &mut |e| errors.push(e));
+    }
+}
+
+/// aria2c's list format, a line at a time: a download is handed over once
+/// the line after its option lines arrives (or, from a pipe, once no line
+/// came for a while: [`ListParser::hand_over`]).
+#[derive(Debug)]
+pub struct ListParser {
+    /// The list as named in messages.
+    source: String,
+    /// Lines read so far.
+    line_no: usize,
+    /// The download whose option lines may follow.
+    current: Option<DownloadSpec>,
+    /// The last URL line was bad: its option lines are not blamed on the
+    /// download before it.
+    after_bad_url: bool,
+    /// The last URL's download was handed over before another line came.
+    handed_early: bool,
+}
+
+impl ListParser {
+    /// A parser for the list named `source` in messages.
+    pub fn new(source: &str) -> Self {
+        ListParser {
+            source: source.to_string(),
+            line_no: 0,
+            current: None,
+            after_bad_url: false,
+            handed_early: false,
+        }
+    }
+
+    /// Lines read so far.
+    pub fn lines_read(&self) -> usize {
+        self.line_no
+    }
+
+    /// Whether a download waits for its option lines.
+    pub fn holds_download(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Hand over the download whose option lines may still follow.
+    pub fn hand_over(&mut self, push: &mut dyn FnMut(DownloadSpec)) {
+        if let Some(spec) = self.current.take() {
+            self.handed_early = true;
+            push(spec);
+        }
+    }
+
+    /// One line, with or without its line end.
+    pub fn line(
+        &mut self,
+        bytes: &[u8],
+        push: &mut dyn FnMut(DownloadSpec),
+        errors: &mut dyn FnMut(LineError),
+    ) {
+        self.line_no += 1;
+        let line = self.line_no;
+        let source = &self.source;
         let mut err = |reason: String| {
-            errors.push(LineError {
-                source: source.to_string(),
-                line: line_no,
+            errors(LineError {
+                source: source.clone(),
+                line,
                 reason,
             })
         };
-        let Ok(text) = std::str::from_utf8(&buf) else {
+        let Ok(text) = std::str::from_utf8(bytes) else {
             err("not valid UTF-8".into());
-            continue;
+            return;
         };
         let text = text.trim_end_matches(['\n', '\r']);
         if text.trim().is_empty() || text.starts_with('#') {
-            continue;
+            return;
         }
         if text.starts_with([' ', '\t']) {
-            match current.as_mut() {
+            match self.current.as_mut() {
                 Some(spec) => {
                     if let Err(reason) = apply_option(spec, text.trim()) {
                         err(reason);
                     }
                 }
-                None if after_bad_url => {}
+                None if self.after_bad_url => {}
+                None if self.handed_early => err(format!(
+                    "option line '{}' came after its URL's download had started; \
+                     write a URL's option lines right after it",
+                    text.trim()
+                )),
                 None => err(format!(
                     "option line '{}' has no URL line before it",
                     text.trim()
                 )),
             }
-            continue;
+            return;
         }
-        push_done(&mut current, push);
+        if let Some(spec) = self.current.take() {
+            push(spec);
+        }
+        self.handed_early = false;
         // Several URLs on one line are mirrors of one file, as in aria2c.
         let urls: Result<Vec<Url>, String> = text.split_whitespace().map(parse_url).collect();
         match urls {
@@ -425,22 +517,14 @@ pub fn parse_list_into(
                 if !urls.is_empty() {
                     spec.extra_mut().mirrors = urls;
                 }
-                current = Some(spec);
-                after_bad_url = false;
+                self.current = Some(spec);
+                self.after_bad_url = false;
             }
             Err(reason) => {
                 err(reason);
-                after_bad_url = true;
+                self.after_bad_url = true;
             }
         }
-    }
-    Ok(())
-}
-
-/// Hand over the download whose option lines are complete.
-fn push_done(current: &mut Option<DownloadSpec>, push: &mut dyn FnMut(DownloadSpec)) {
-    if let Some(spec) = current.take() {
-        push(spec);
     }
 }
 
@@ -559,6 +643,12 @@ pub fn check_out_name(name: &str) -> Result<(), String> {
     }
     if name.len() > 255 {
         return Err("the file name is longer than 255 bytes".into());
+    }
+    if crate::download::naming::is_partial_name(name) {
+        return Err(format!(
+            "'{name}' ends like volley's own partial files ({}); choose another name",
+            crate::download::naming::PARTIAL_ENDINGS.join(", ")
+        ));
     }
     Ok(())
 }

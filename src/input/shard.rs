@@ -168,10 +168,12 @@ impl Shard {
     /// The specs of this shard, in input order. A spec is placed by its first
     /// URL (mirrors do not move it).
     pub fn select<T: ShardKey>(self, specs: Vec<T>) -> Vec<T> {
-        specs
-            .into_iter()
-            .filter(|spec| shard_of_text(spec.shard_url(), self.count) == self.index)
-            .collect()
+        specs.into_iter().filter(|spec| self.holds(spec)).collect()
+    }
+
+    /// Whether a spec belongs to this shard (by its first URL).
+    pub fn holds<T: ShardKey>(self, spec: &T) -> bool {
+        shard_of_text(spec.shard_url(), self.count) == self.index
     }
 }
 

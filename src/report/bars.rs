@@ -430,6 +430,10 @@ impl BarsReporter {
 
 impl Reporter for BarsReporter {
     fn event(&mut self, event: &Event) {
+        // Downloads read from a stream while the run goes on grow the batch.
+        if let Some(id) = event.id() {
+            self.files = self.files.max(id + 1);
+        }
         match event {
             Event::Started {
                 id,

@@ -15,8 +15,9 @@ use crate::config::{OutputName, Settings};
 use crate::download::listing::Listing;
 use crate::download::ratelimit::RateLimiter;
 use crate::download::retry::RetryPolicy;
-use crate::download::{hash64, naming, Completed, DownloadError, Downloader, Job, Names, Tries};
+use crate::download::{naming, redact, Completed, DownloadError, Downloader, Job, Names, Tries};
 use crate::events::{DownloadId, Event, EventSender, Failure, RunSummary};
+use crate::input::stream::Streamed;
 use crate::input::{DownloadSpec, Input, Queued};
 
 pub mod hosts;
@@ -34,7 +35,7 @@ enum Outcome {
     /// Failed for good; bytes fetched on the way still count as transferred.
     Failed(Failure, u64),
     /// Stopped by an interrupt, with the bytes fetched before it.
-    Interrupted(DownloadId, u64),
+    Interrupted(u64),
 }
 
 /// One line of the batch, planned before anything starts: names are reserved
@@ -73,27 +74,45 @@ impl Name {
 struct Shared {
     downloader: Downloader,
     hosts: Hosts,
-    /// Directories that could not be created, with the reason.
-    bad_dirs: HashMap<PathBuf, String>,
     /// `--dry-run`.
     dry_run: bool,
 }
 
-/// Run every download and return what happened.
+/// What a run did: the summary, and the downloads that did not complete (for
+/// `--save-failed`), in input order.
+#[derive(Debug, Default)]
+pub struct Ran {
+    /// What happened.
+    pub summary: RunSummary,
+    /// Failed, interrupted and never started downloads, as the input gave
+    /// them; kept only when asked for.
+    pub unfinished: Vec<Queued>,
+}
+
+/// Run every download and return what happened. The downloads known before
+/// the run are planned whole first (names reserved in input order); those
+/// that arrive on a stream are planned as they come, after them.
+/// `keep_unfinished`: hand back the downloads that did not complete.
 pub async fn run(
     settings: &Settings,
-    input: Input,
+    mut input: Input,
     client: reqwest::Client,
     credentials: crate::download::auth::Credentials,
     events: EventSender,
     cancel: CancellationToken,
-) -> RunSummary {
+    keep_unfinished: bool,
+) -> Ran {
     let started = Instant::now();
-    let to_stdout = settings.output == Some(OutputName::Stdout);
     let names = Names::default();
-    let (planned, dirs) = plan(settings, &input.specs, &names, to_stdout);
+    let mut planner = Planner::new(settings);
+    let planned: Vec<Planned> = input
+        .specs
+        .iter()
+        .enumerate()
+        .map(|(id, q)| planner.plan(id, q, &names))
+        .collect();
     // A dry run writes nothing, directories included.
-    let (bad_dirs, listing) = create_dirs(dirs, !settings.dry_run).await;
+    let (dirs, listing) = create_dirs(std::mem::take(&mut planner.counts), !settings.dry_run).await;
     let shared = Arc::new(Shared {
         downloader: Downloader {
             client,
@@ -114,99 +133,317 @@ pub async fn run(
             rate_limit_per_download: settings.limit_rate_per_download,
             sums: input.sums,
             credentials,
-            private_headers: settings
-                .headers
-                .iter()
-                .filter(|(k, _)| crate::download::is_secret(k))
-                .cloned()
-                .collect(),
+            headers: settings.headers.clone(),
+            redirects: crate::download::http::Redirects {
+                max: settings.max_redirects,
+                allow_insecure: settings.allow_insecure_redirect,
+            },
+            trust_server_names: settings.trust_server_names,
             timestamping: settings.timestamping,
             file_allocation: settings.file_allocation,
         },
         hosts: Hosts::new(settings.max_per_host, events.clone()),
-        bad_dirs,
         dry_run: settings.dry_run,
     });
-
-    let slots = Arc::new(Semaphore::new(settings.jobs));
-    let mut running = JoinSet::new();
-    let mut summary = RunSummary::default();
+    let mut batch = Batch {
+        settings,
+        shared,
+        slots: Arc::new(Semaphore::new(settings.jobs)),
+        running: JoinSet::new(),
+        ran: Ran::default(),
+        keep_unfinished,
+        in_flight: HashMap::new(),
+        dirs,
+        stopped: false,
+        unfinished: BTreeMap::new(),
+    };
+    let mut next_id = input.specs.len();
     let mut lines = input.specs.into_iter().zip(planned).enumerate();
     for (id, (queued, planned)) in lines.by_ref() {
-        let job = match planned {
-            Planned::Job(name) => {
-                let mut spec = queued.into_spec();
-                Job {
-                    id,
-                    dir: job_dir(settings, spec.dir.take()),
-                    name: name.resolve(&spec),
-                    spec,
+        if !batch.start(id, queued, planned).await {
+            break;
+        }
+    }
+    for (id, (queued, planned)) in lines {
+        if let Planned::Job(_) = planned {
+            batch.not_started(id, queued);
+        }
+    }
+    if let Some(mut stream) = input.stream.take().filter(|_| !batch.stopped) {
+        loop {
+            let id = next_id;
+            let item = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                item = stream.next() => item,
+            };
+            match item {
+                None => break,
+                Some(Streamed::Bad(line)) => batch.bad_line(id, &line),
+                // Another shard's.
+                Some(Streamed::Download(q)) if !settings.shard.is_none_or(|s| s.holds(&q)) => {
+                    continue
+                }
+                Some(Streamed::Download(q)) => {
+                    let planned = planner.plan(id, &q, &batch.shared.downloader.names);
+                    if let Planned::Job(_) = planned {
+                        batch.make_dir(&q).await;
+                    }
+                    if !batch.start(id, q, planned).await {
+                        break;
+                    }
                 }
             }
+            next_id += 1;
+        }
+    }
+    batch.finish(started).await
+}
+
+/// The downloads of a run as they are started and end.
+struct Batch<'a> {
+    settings: &'a Settings,
+    shared: Arc<Shared>,
+    /// `--jobs`.
+    slots: Arc<Semaphore>,
+    running: JoinSet<(DownloadId, Outcome)>,
+    ran: Ran,
+    keep_unfinished: bool,
+    /// The input of each running download, while unfinished ones are kept.
+    in_flight: HashMap<DownloadId, Queued>,
+    /// Each output directory known so far, with why it cannot be used.
+    dirs: HashMap<PathBuf, Option<String>>,
+    /// Interrupted: nothing more starts.
+    stopped: bool,
+    /// Downloads that did not complete, by id, while they are kept.
+    unfinished: BTreeMap<DownloadId, Queued>,
+}
+
+impl Batch<'_> {
+    /// Start a planned download once a `--jobs` slot is free; `false` when
+    /// the run was interrupted first (the download counts as not started).
+    async fn start(&mut self, id: DownloadId, queued: Queued, planned: Planned) -> bool {
+        let name = match planned {
+            Planned::Job(name) => name,
             Planned::Duplicate(first) => {
                 let (path, of) = *first;
-                let url = queued.url().to_string();
-                events.send(Event::Duplicate { id, url, path, of });
-                summary.skipped += 1;
-                continue;
+                let url = queued.shown_url();
+                self.shared
+                    .downloader
+                    .events
+                    .send(Event::Duplicate { id, url, path, of });
+                self.ran.summary.skipped += 1;
+                return true;
             }
         };
+        let cancel = self.shared.downloader.cancel.clone();
         let permit = tokio::select! {
             biased;
             _ = cancel.cancelled() => {
-                summary.incomplete.push(job.id);
-                summary.not_started += 1;
-                break;
+                self.stopped = true;
+                self.not_started(id, queued);
+                return false;
             }
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            p = self.slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
-        while let Some(done) = running.try_join_next() {
-            record(&mut summary, done);
+        while let Some(done) = self.running.try_join_next() {
+            self.record(done);
         }
-        running.spawn(run_one(shared.clone(), job, permit));
+        if self.keep_unfinished {
+            self.in_flight.insert(id, queued.clone());
+        }
+        let mut spec = queued.into_spec();
+        let job = Job {
+            id,
+            dir: job_dir(self.settings, spec.dir.take()),
+            name: name.resolve(&spec),
+            spec,
+        };
+        let dir_error = self.dirs.get(&job.dir).cloned().flatten();
+        let shared = self.shared.clone();
+        self.running
+            .spawn(async move { (id, run_one(shared, job, permit, dir_error).await) });
+        true
     }
-    for (id, (_, planned)) in lines {
-        if let Planned::Job(_) = planned {
-            summary.incomplete.push(id);
-            summary.not_started += 1;
+
+    /// A download that was never started.
+    fn not_started(&mut self, id: DownloadId, queued: Queued) {
+        self.ran.summary.incomplete.push(id);
+        self.ran.summary.not_started += 1;
+        if self.keep_unfinished {
+            self.unfinished.insert(id, queued);
         }
     }
-    while let Some(done) = running.join_next().await {
-        record(&mut summary, done);
+
+    /// A line of a stream that is not a download: it fails as one.
+    fn bad_line(&mut self, id: DownloadId, line: &crate::input::LineError) {
+        let failure = Failure {
+            id,
+            url: format!("{}:{}", line.source, line.line),
+            reason: line.reason.clone(),
+        };
+        self.shared.downloader.events.send(Event::Failed {
+            id,
+            url: failure.url.clone(),
+            path: None,
+            reason: failure.reason.clone(),
+        });
+        self.ran.summary.incomplete.push(id);
+        self.ran.summary.failures.push(failure);
     }
-    summary.incomplete.sort_unstable();
-    summary.dry_run = settings.dry_run;
-    summary.was_interrupted = cancel.is_cancelled();
-    summary.elapsed = started.elapsed();
-    summary
+
+    /// Create the directory of a download that arrived on a stream, the first
+    /// time it is named (not in a dry run, which writes nothing).
+    async fn make_dir(&mut self, queued: &Queued) {
+        let dir = job_dir(self.settings, queued.dir().map(Path::to_path_buf));
+        if self.dirs.contains_key(&dir) {
+            return;
+        }
+        let error = if self.settings.dry_run {
+            None
+        } else {
+            let d = dir.clone();
+            tokio::task::spawn_blocking(move || create_dir(&d))
+                .await
+                .unwrap_or_else(|e| Some(e.to_string()))
+        };
+        self.dirs.insert(dir, error);
+    }
+
+    fn record(&mut self, done: Result<(DownloadId, Outcome), tokio::task::JoinError>) {
+        let summary = &mut self.ran.summary;
+        let (id, outcome) = match done {
+            Ok(done) => done,
+            Err(e) => {
+                summary.failures.push(Failure {
+                    id: usize::MAX,
+                    url: String::from("<internal>"),
+                    reason: format!("a download task failed: {e}"),
+                });
+                return;
+            }
+        };
+        let queued = self.in_flight.remove(&id);
+        match outcome {
+            Outcome::Done { transferred } => {
+                summary.succeeded += 1;
+                summary.bytes += transferred;
+                return;
+            }
+            Outcome::Skipped => {
+                summary.skipped += 1;
+                return;
+            }
+            Outcome::Planned => {
+                summary.planned += 1;
+                return;
+            }
+            Outcome::Failed(f, transferred) => {
+                summary.incomplete.push(f.id);
+                summary.failures.push(f);
+                summary.bytes += transferred;
+            }
+            Outcome::Interrupted(transferred) => {
+                summary.incomplete.push(id);
+                summary.interrupted += 1;
+                summary.bytes += transferred;
+            }
+        }
+        if let Some(q) = queued {
+            self.unfinished.insert(id, q);
+        }
+    }
+
+    /// Wait for every running download and sum up.
+    async fn finish(mut self, started: Instant) -> Ran {
+        while let Some(done) = self.running.join_next().await {
+            self.record(done);
+        }
+        let summary = &mut self.ran.summary;
+        summary.incomplete.sort_unstable();
+        summary.dry_run = self.settings.dry_run;
+        summary.was_interrupted = self.shared.downloader.cancel.is_cancelled();
+        summary.elapsed = started.elapsed();
+        self.ran.unfinished = self.unfinished.into_values().collect();
+        self.ran
+    }
 }
 
-fn record(summary: &mut RunSummary, done: Result<Outcome, tokio::task::JoinError>) {
-    match done {
-        Ok(Outcome::Done { transferred }) => {
-            summary.succeeded += 1;
-            summary.bytes += transferred;
+/// Names for the batch, a download at a time in input order: a name unique
+/// in the batch for each, and the directories to create. A URL that comes
+/// again with the same `out=` and `dir=` (or none) is a duplicate of the
+/// first: downloaded once.
+struct Planner<'a> {
+    settings: &'a Settings,
+    to_stdout: bool,
+    /// Keys of the hash earlier downloads are known by, random per run so
+    /// that no list can make two downloads look alike.
+    keys: [std::hash::RandomState; 2],
+    /// Earlier downloads by a 128-bit hash of (URL, `out=`, directory): a
+    /// few bytes per line, so a list of 100,000 URLs, or a stream of
+    /// millions, does not keep a second copy of every URL.
+    seen: HashMap<u128, DownloadId>,
+    /// The names of earlier downloads that are not the name their URL gives.
+    given: HashMap<DownloadId, Box<str>>,
+    /// Downloads per directory, for the listing.
+    counts: BTreeMap<PathBuf, usize>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(settings: &'a Settings) -> Self {
+        Planner {
+            settings,
+            to_stdout: settings.output == Some(OutputName::Stdout),
+            keys: Default::default(),
+            seen: HashMap::new(),
+            given: HashMap::new(),
+            counts: BTreeMap::new(),
         }
-        Ok(Outcome::Skipped) => summary.skipped += 1,
-        Ok(Outcome::Planned) => summary.planned += 1,
-        Ok(Outcome::Failed(f, transferred)) => {
-            summary.incomplete.push(f.id);
-            summary.failures.push(f);
-            summary.bytes += transferred;
+    }
+
+    fn plan(&mut self, id: DownloadId, spec: &Queued, names: &Names) -> Planned {
+        use std::hash::BuildHasher;
+        let dir = job_dir(self.settings, spec.dir().map(Path::to_path_buf));
+        let what = (spec.url(), spec.out(), &dir);
+        let key = (u128::from(self.keys[0].hash_one(what)) << 64)
+            | u128::from(self.keys[1].hash_one(what));
+        if let Some(&of) = self.seen.get(&key) {
+            let path = match self.given.get(&of) {
+                _ if self.to_stdout => PathBuf::from("-"),
+                Some(name) => dir.join(&**name),
+                None => dir.join(naming::for_url_text(spec.url())),
+            };
+            return Planned::Duplicate(Box::new((path, of)));
         }
-        Ok(Outcome::Interrupted(id, transferred)) => {
-            summary.incomplete.push(id);
-            summary.interrupted += 1;
-            summary.bytes += transferred;
+        self.seen.insert(key, id);
+        if self.to_stdout {
+            return Planned::Job(Name::Stdout);
         }
-        Err(e) => summary.failures.push(Failure {
-            id: usize::MAX,
-            url: String::from("<internal>"),
-            reason: format!("a download task failed: {e}"),
-        }),
+        let (wanted, from_url) = match spec.out() {
+            Some(out) => (out.to_string(), false),
+            None => (naming::for_url_text(spec.url()), true),
+        };
+        let path = names.reserve(&dir, &wanted, false);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| wanted.clone());
+        *self.counts.entry(dir).or_insert(0) += 1;
+        if from_url && name == wanted {
+            return Planned::Job(Name::FromUrl);
+        }
+        let name: Box<str> = name.into_boxed_str();
+        self.given.insert(id, name.clone());
+        Planned::Job(Name::Given(name))
     }
 }
 
+/// Create a directory; `Some` says why it cannot be used.
+fn create_dir(dir: &Path) -> Option<String> {
+    std::fs::create_dir_all(dir)
+        .err()
+        .map(|e| format!("cannot create directory {}: {e}", dir.display()))
+}
 /// The directory a download saves into: its `dir=` under `--dir`.
 fn job_dir(settings: &Settings, dir: Option<PathBuf>) -> PathBuf {
     match dir {
@@ -215,93 +452,20 @@ fn job_dir(settings: &Settings, dir: Option<PathBuf>) -> PathBuf {
     }
 }
 
-/// Give every download a name unique in the batch, in input order, and list
-/// the directories to create. A URL that comes again with the same `out=` and
-/// `dir=` (or none) is a duplicate of the first: downloaded once.
-fn plan(
-    settings: &Settings,
-    specs: &[Queued],
-    names: &Names,
-    to_stdout: bool,
-) -> (Vec<Planned>, BTreeMap<PathBuf, usize>) {
-    let dir_of = |spec: &Queued| job_dir(settings, spec.dir().map(Path::to_path_buf));
-    // Earlier downloads by a hash of (URL, out=, dir): a few bytes per line,
-    // so a list of 100,000 URLs does not keep a second copy of every URL.
-    // A hash match is compared exactly before it counts.
-    let mut seen: HashMap<u64, usize> = HashMap::with_capacity(specs.len());
-    let mut planned: Vec<Planned> = Vec::with_capacity(specs.len());
-    // Downloads per directory.
-    let mut dirs = BTreeMap::new();
-    for (id, spec) in specs.iter().enumerate() {
-        let dir = dir_of(spec);
-        let key = hash64(&(spec.url(), spec.out(), &dir));
-        let earlier = seen.get(&key).and_then(|&i| {
-            let first = &specs[i];
-            let same =
-                first.url() == spec.url() && first.out() == spec.out() && dir_of(first) == dir;
-            match &planned[i] {
-                Planned::Job(name) if same => Some((i, name)),
-                _ => None,
-            }
-        });
-        if let Some((of, name)) = earlier {
-            let path = match name {
-                Name::Stdout => PathBuf::from("-"),
-                Name::FromUrl => dir.join(naming::for_url_text(spec.url())),
-                Name::Given(n) => dir.join(&**n),
-            };
-            planned.push(Planned::Duplicate(Box::new((path, of))));
-            continue;
-        }
-        let name = if to_stdout {
-            Name::Stdout
-        } else {
-            let (wanted, from_url) = match spec.out() {
-                Some(out) => (out.to_string(), false),
-                None => (naming::for_url_text(spec.url()), true),
-            };
-            let path = names.reserve(&dir, &wanted, false);
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| wanted.clone());
-            if from_url && name == wanted {
-                Name::FromUrl
-            } else {
-                Name::Given(name.into_boxed_str())
-            }
-        };
-        if !matches!(name, Name::Stdout) {
-            *dirs.entry(dir).or_insert(0) += 1;
-        }
-        seen.entry(key).or_insert(id);
-        planned.push(Planned::Job(name));
-    }
-    (planned, dirs)
-}
-
 /// Create each distinct directory once (unless `create` is false: a dry run
 /// writes nothing) and list what each holds; a directory that cannot be
 /// created fails only its downloads.
 async fn create_dirs(
     dirs: BTreeMap<PathBuf, usize>,
     create: bool,
-) -> (HashMap<PathBuf, String>, Listing) {
+) -> (HashMap<PathBuf, Option<String>>, Listing) {
     tokio::task::spawn_blocking(move || {
-        let bad = dirs
+        let made = dirs
             .keys()
-            .filter(|_| create)
-            .filter_map(|d| {
-                std::fs::create_dir_all(d).err().map(|e| {
-                    (
-                        d.clone(),
-                        format!("cannot create directory {}: {e}", d.display()),
-                    )
-                })
-            })
+            .map(|d| (d.clone(), create.then(|| create_dir(d)).flatten()))
             .collect();
         (
-            bad,
+            made,
             Listing::read(dirs.iter().map(|(d, &n)| (d.as_path(), n))),
         )
     })
@@ -309,7 +473,12 @@ async fn create_dirs(
     .unwrap_or_default()
 }
 
-async fn run_one(shared: Arc<Shared>, mut job: Job, _slot: OwnedSemaphorePermit) -> Outcome {
+async fn run_one(
+    shared: Arc<Shared>,
+    mut job: Job,
+    _slot: OwnedSemaphorePermit,
+    dir_error: Option<String>,
+) -> Outcome {
     let events = &shared.downloader.events;
     let url = job.url();
     let mut tries = Tries::new();
@@ -317,8 +486,8 @@ async fn run_one(shared: Arc<Shared>, mut job: Job, _slot: OwnedSemaphorePermit)
     if shared.dry_run {
         return dry_run(&shared, &job, &mut tries).await;
     }
-    let result = match shared.bad_dirs.get(&job.dir) {
-        Some(reason) => Err(Stop::Failed(reason.clone())),
+    let result = match dir_error {
+        Some(reason) => Err(Stop::Failed(reason)),
         None => {
             let ready;
             (job, ready) = prepare(&shared, job, &mut tries).await;
@@ -362,7 +531,7 @@ async fn run_one(shared: Arc<Shared>, mut job: Job, _slot: OwnedSemaphorePermit)
                 url,
                 path,
             });
-            Outcome::Interrupted(job.id, tries.progress.transferred())
+            Outcome::Interrupted(tries.progress.transferred())
         }
         Err(Stop::Failed(reason)) => {
             events.send(Event::Failed {
@@ -390,7 +559,7 @@ async fn dry_run(shared: &Shared, job: &Job, tries: &mut Tries) -> Outcome {
     let plan = {
         let _connection = tokio::select! {
             biased;
-            _ = dl.cancel.cancelled() => return Outcome::Interrupted(job.id, 0),
+            _ = dl.cancel.cancelled() => return Outcome::Interrupted(0),
             p = host.acquire() => p,
         };
         dl.probe(job, tries).await
@@ -557,8 +726,8 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
                         format!(
                             "{} from {}; trying {}",
                             error,
-                            job.source(tries.source),
-                            job.source(next)
+                            redact(job.source(tries.source)),
+                            redact(job.source(next))
                         ),
                         Duration::ZERO,
                     );
