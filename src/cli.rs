@@ -14,8 +14,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
 
-use crate::config::{ByteSize, FileAllocation, OnExists, ProgressMode};
-use crate::input::shard::ShardArg;
+use crate::options::{ByteSize, FileAllocation, OnExists, ProgressMode, ShardArg};
 
 pub mod generate;
 
@@ -143,7 +142,12 @@ pub struct Cli {
     /// as NAME.1.EXT (NAME.2.EXT, ...); fail fails that download.
     ///
     /// [default: skip] [config: on_exists]
-    #[arg(long, value_name = "POLICY", help_heading = "Output")]
+    #[arg(
+        long,
+        value_name = "POLICY",
+        help_heading = "Output",
+        hide_possible_values = true
+    )]
     pub on_exists: Option<OnExists>,
 
     /// Verify the download with ALGO=HEX; only with one URL.
@@ -175,7 +179,12 @@ pub struct Cli {
     /// blocks with posix_fallocate (sparse where the filesystem does not support it).
     ///
     /// [default: falloc] [config: file_allocation]
-    #[arg(long, value_name = "MODE", help_heading = "Output")]
+    #[arg(
+        long,
+        value_name = "MODE",
+        help_heading = "Output",
+        hide_possible_values = true
+    )]
     pub file_allocation: Option<FileAllocation>,
 
     /// Downloads at once.
@@ -396,7 +405,12 @@ pub struct Cli {
     /// turns colour off.
     ///
     /// [default: auto] [config: progress]
-    #[arg(long, value_name = "MODE", help_heading = "Reporting")]
+    #[arg(
+        long,
+        value_name = "MODE",
+        help_heading = "Reporting",
+        hide_possible_values = true
+    )]
     pub progress: Option<ProgressMode>,
 
     /// JSON Lines events on stdout.

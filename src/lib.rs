@@ -12,8 +12,11 @@ pub mod download;
 pub mod events;
 pub mod exit;
 pub mod input;
+pub mod naming;
+pub mod options;
 pub mod report;
 pub mod scheduler;
+pub mod units;
 
 use tokio_util::sync::CancellationToken;
 

@@ -236,7 +236,8 @@ fn long_help_names_each_config_key_on_its_option() {
 
 #[test]
 fn long_help_defaults_are_the_real_defaults() {
-    use volley::config::{self, ByteSize, FileAllocation, OnExists, ProgressMode};
+    use volley::config;
+    use volley::options::{ByteSize, FileAllocation, OnExists, ProgressMode};
     let help = stdout_of(&["--help"]);
     let found = entries(&help);
     let default =

@@ -7,19 +7,16 @@ pub mod checksum;
 pub mod commit;
 pub mod cookies;
 pub mod http;
-pub mod listing;
-pub mod naming;
 pub mod ratelimit;
 pub mod retry;
 pub mod segmented;
 pub mod state;
 pub mod writer;
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{
@@ -28,9 +25,10 @@ use reqwest::header::{
 use reqwest::{Client, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::OnExists;
 use crate::events::{DownloadId, Event, EventSender, Progress};
 use crate::input::DownloadSpec;
+use crate::naming::{self, Names};
+use crate::options::OnExists;
 use ratelimit::{paced, Limits, RateLimiter};
 use retry::RetryPolicy;
 use state::ResumeState;
@@ -115,7 +113,7 @@ pub enum DownloadError {
     #[error("{0}")]
     MirrorDropped(String),
     /// The filesystem has clearly too little free space for the file.
-    #[error("{dir} has {} free, the file needs {} more; free some space or choose another --dir", crate::report::human_bytes(*free), crate::report::human_bytes(*needed))]
+    #[error("{dir} has {} free, the file needs {} more; free some space or choose another --dir", crate::units::human_bytes(*free), crate::units::human_bytes(*needed))]
     NoSpace {
         /// The directory.
         dir: PathBuf,
@@ -336,75 +334,6 @@ impl Default for Tries {
     }
 }
 
-/// File names taken in this run, so two downloads never share one.
-#[derive(Debug, Default)]
-pub struct Names(Mutex<NameTable>);
-
-#[derive(Debug, Default)]
-struct NameTable {
-    /// Hashes of the paths taken: eight bytes per name, so a list of millions
-    /// stays small. Two paths sharing a hash (about one chance in 10^9 for a
-    /// million names) would only give the second a numbered name.
-    taken: HashSet<u64>,
-    /// Per wanted path (by hash) asked for more than once, the number to try
-    /// next, so that many downloads wanting one name cost one probe each.
-    next: HashMap<u64, usize>,
-}
-
-/// A 64-bit hash of `value`, the same for equal values throughout a run: what
-/// tables that keep hashes instead of names and URLs store (taken names, the
-/// directory listing, duplicate detection).
-pub fn hash64(value: &impl std::hash::Hash) -> u64 {
-    use std::hash::Hasher;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    value.hash(&mut h);
-    h.finish()
-}
-
-/// The hash a path is known by in [`NameTable`].
-fn path_key(path: &Path) -> u64 {
-    hash64(&path)
-}
-
-impl Names {
-    /// Reserve `dir/name`, or the first free `dir/name.N.ext`. A name is free
-    /// when none of the paths its download may create ([`naming::family`]:
-    /// the file, its `.part`, state file and temporary) is one another
-    /// download of the batch may create. With `avoid_existing`, names of files
-    /// already on disk are passed over too.
-    pub fn reserve(&self, dir: &Path, name: &str, avoid_existing: bool) -> PathBuf {
-        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let wanted = dir.join(name);
-        let wanted_key = path_key(&wanted);
-        let mut n = table.next.get(&wanted_key).copied().unwrap_or(0);
-        let candidate = |n: usize| match n {
-            0 => wanted.clone(),
-            n => dir.join(naming::numbered(name, n)),
-        };
-        let mut path = candidate(n);
-        while table.clashes(&path) || avoid_existing && path.symlink_metadata().is_ok() {
-            n += 1;
-            path = candidate(n);
-        }
-        if n > 0 {
-            table.next.insert(wanted_key, n + 1);
-        }
-        for p in naming::family(&path) {
-            table.taken.insert(path_key(&p));
-        }
-        path
-    }
-}
-
-impl NameTable {
-    /// Whether a download to `path` would create a path another one may.
-    fn clashes(&self, path: &Path) -> bool {
-        naming::family(path)
-            .iter()
-            .any(|p| self.taken.contains(&path_key(p)))
-    }
-}
-
 /// What `--dry-run` found out about one download.
 #[derive(Debug)]
 pub struct Plan {
@@ -420,7 +349,7 @@ pub struct Plan {
     pub action: String,
 }
 
-pub use naming::part_path;
+pub use crate::naming::part_path;
 
 /// Everything a try needs that is shared by the run.
 #[derive(Debug)]
@@ -434,7 +363,7 @@ pub struct Downloader {
     /// Names taken in this run.
     pub names: Names,
     /// What the output directories held at the start.
-    pub listing: listing::Listing,
+    pub listing: crate::naming::listing::Listing,
     /// Where events go.
     pub events: EventSender,
     /// Fires on SIGINT/SIGTERM.
@@ -464,7 +393,7 @@ pub struct Downloader {
     /// `-N`: mtimes from Last-Modified, conditional requests for existing files.
     pub timestamping: bool,
     /// How space is reserved for files of known size.
-    pub file_allocation: crate::config::FileAllocation,
+    pub file_allocation: crate::options::FileAllocation,
 }
 
 impl Downloader {
@@ -646,7 +575,7 @@ impl Downloader {
                 (Some(Err(e)), _) => format!("fail: {e}"),
                 (_, Some(state)) => format!(
                     "resume: {} of the file on disk",
-                    crate::report::human_bytes(state.covered())
+                    crate::units::human_bytes(state.covered())
                 ),
                 _ => "download".to_string(),
             },
@@ -1462,43 +1391,4 @@ fn validators_differ(known: &ResumeState, response: &Response) -> bool {
         _ => false,
     };
     differs(&known.etag, ETAG) || differs(&known.last_modified, LAST_MODIFIED)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_numbered_in_order_and_stay_cheap() {
-        let names = Names::default();
-        let dir = Path::new("d");
-        assert_eq!(names.reserve(dir, "f.bin", false), dir.join("f.bin"));
-        assert_eq!(names.reserve(dir, "f.bin", false), dir.join("f.1.bin"));
-        assert_eq!(names.reserve(dir, "f.1.bin", false), dir.join("f.1.1.bin"));
-        assert_eq!(names.reserve(dir, "f.bin", false), dir.join("f.2.bin"));
-        assert_eq!(
-            names.reserve(Path::new("e"), "f.bin", false),
-            Path::new("e/f.bin")
-        );
-        // A name that is another download's partial or state file, or whose
-        // partial file is another download's name, is numbered.
-        assert_eq!(
-            names.reserve(dir, "f.bin.part", false),
-            dir.join("f.bin.1.part")
-        );
-        assert_eq!(
-            names.reserve(dir, "f.bin.part.volley", false),
-            dir.join("f.bin.part.1.volley")
-        );
-        assert_eq!(names.reserve(dir, "g.part", false), dir.join("g.part"));
-        assert_eq!(names.reserve(dir, "g", false), dir.join("g.1"));
-        // 100,000 downloads wanting one name: linear, not quadratic.
-        for _ in 0..100_000 {
-            names.reserve(dir, "index.html", false);
-        }
-        assert_eq!(
-            names.reserve(dir, "index.html", false),
-            dir.join("index.100000.html")
-        );
-    }
 }

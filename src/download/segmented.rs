@@ -365,7 +365,7 @@ async fn open_part(
     part: PathBuf,
     fresh: bool,
     size: u64,
-    mode: crate::config::FileAllocation,
+    mode: crate::options::FileAllocation,
 ) -> io::Result<File> {
     tokio::task::spawn_blocking(move || {
         if fresh {

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::checksum::{Checksum, Mismatch, Verifier};
 use super::commit::{self, Small};
-use crate::config::FileAllocation;
+use crate::options::FileAllocation;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 

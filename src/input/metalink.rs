@@ -8,7 +8,7 @@ use reqwest::Url;
 
 use super::{parse_url, DownloadSpec, LineError};
 use crate::download::checksum::{Algo, Checksum};
-use crate::download::naming;
+use crate::naming;
 
 /// Parse a Metalink document; every problem is reported with its line.
 pub fn parse(source: &str, text: &str) -> Result<Vec<DownloadSpec>, Vec<LineError>> {

@@ -16,8 +16,9 @@ pub mod metalink;
 pub mod shard;
 pub mod stream;
 
-use crate::config::{self, parse_header, ByteSize, OutputName, Settings};
+use crate::config::{self, parse_header, Settings};
 use crate::download::checksum::{self, Checksum};
+use crate::options::{ByteSize, OutputName};
 
 /// Option keys a list may set for a download.
 pub const LIST_KEYS: &[&str] = &[
@@ -588,7 +589,7 @@ fn apply_option(spec: &mut DownloadSpec, option: &str) -> Result<(), String> {
     let (key, value) = (key.trim(), value.trim());
     match key {
         "out" => {
-            check_out_name(value).map_err(|m| format!("out={value}: {m}"))?;
+            crate::naming::check_given_name(value).map_err(|m| format!("out={value}: {m}"))?;
             spec.out = Some(value.to_string());
         }
         "dir" => {
@@ -624,31 +625,6 @@ fn apply_option(spec: &mut DownloadSpec, option: &str) -> Result<(), String> {
                 LIST_KEYS.join(", ")
             ))
         }
-    }
-    Ok(())
-}
-
-/// Check a user-given file name (`-o NAME`, `out=NAME`).
-pub fn check_out_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("the file name is empty".into());
-    }
-    if name.contains(['/', '\\', '\0']) {
-        return Err(format!(
-            "'{name}' must be a plain file name without '/'; use -d or dir= for the directory"
-        ));
-    }
-    if name.chars().all(|c| c == '.') {
-        return Err(format!("'{name}' is not a usable file name"));
-    }
-    if name.len() > 255 {
-        return Err("the file name is longer than 255 bytes".into());
-    }
-    if crate::download::naming::is_partial_name(name) {
-        return Err(format!(
-            "'{name}' ends like volley's own partial files ({}); choose another name",
-            crate::download::naming::PARTIAL_ENDINGS.join(", ")
-        ));
     }
     Ok(())
 }

@@ -15,8 +15,9 @@ use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{ProgressMode, Settings};
+use crate::config::Settings;
 use crate::events::{Event, EventReceiver, RunSummary};
+use crate::options::ProgressMode;
 
 /// How often reporters sample the live counters.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -109,10 +110,7 @@ pub fn show_path(path: &Path) -> String {
     text.strip_prefix("./").map(str::to_string).unwrap_or(text)
 }
 
-/// Human size with binary units: `16.0 KiB`.
-pub fn human_bytes(n: u64) -> String {
-    indicatif::HumanBytes(n).to_string()
-}
+pub use crate::units::human_bytes;
 
 /// Seconds with a sensible precision.
 pub fn human_secs(d: Duration) -> String {

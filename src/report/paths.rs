@@ -5,8 +5,8 @@
 use std::io::Write;
 
 use super::Reporter;
-use crate::config::PrintPaths;
 use crate::events::Event;
+use crate::options::PrintPaths;
 
 /// Writes completed paths to stdout.
 pub struct PathsReporter {

@@ -11,14 +11,17 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{OutputName, Settings};
-use crate::download::listing::Listing;
+use crate::config::Settings;
 use crate::download::ratelimit::RateLimiter;
 use crate::download::retry::RetryPolicy;
-use crate::download::{naming, redact, Completed, DownloadError, Downloader, Job, Names, Tries};
+use crate::download::{redact, Completed, DownloadError, Downloader, Job, Tries};
 use crate::events::{DownloadId, Event, EventSender, Failure, RunSummary};
 use crate::input::stream::Streamed;
-use crate::input::{DownloadSpec, Input, Queued};
+use crate::input::{Input, Queued};
+use crate::naming::listing::Listing;
+use crate::naming::plan::{Planned, Planner};
+use crate::naming::Names;
+use crate::options::OutputName;
 
 pub mod hosts;
 use hosts::Hosts;
@@ -36,38 +39,6 @@ enum Outcome {
     Failed(Failure, u64),
     /// Stopped by an interrupt, with the bytes fetched before it.
     Interrupted(u64),
-}
-
-/// One line of the batch, planned before anything starts: names are reserved
-/// for the whole batch in input order, so a name never depends on timing. The
-/// spec itself stays in the input until its download starts, so a long list is
-/// held once, not twice.
-enum Planned {
-    /// A download, with the name reserved for it.
-    Job(Name),
-    /// The same URL and name as an earlier download: reported, not fetched.
-    Duplicate(Box<(PathBuf, DownloadId)>),
-}
-
-/// The name reserved for a download.
-enum Name {
-    /// None: the body goes to stdout.
-    Stdout,
-    /// The name its URL gives ([`naming::for_url`]), the usual case: worked
-    /// out again when the download starts rather than kept for every line.
-    FromUrl,
-    /// Another name: `out=`, or a numbered name after a clash.
-    Given(Box<str>),
-}
-
-impl Name {
-    fn resolve(self, spec: &DownloadSpec) -> Option<String> {
-        match self {
-            Name::Stdout => None,
-            Name::FromUrl => Some(naming::for_url(&spec.url)),
-            Name::Given(n) => Some(n.into()),
-        }
-    }
 }
 
 /// Shared by every download task.
@@ -104,12 +75,12 @@ pub async fn run(
 ) -> Ran {
     let started = Instant::now();
     let names = Names::default();
-    let mut planner = Planner::new(settings);
+    let mut planner = Planner::new(settings.output == Some(OutputName::Stdout));
     let planned: Vec<Planned> = input
         .specs
         .iter()
         .enumerate()
-        .map(|(id, q)| planner.plan(id, q, &names))
+        .map(|(id, q)| plan(settings, &mut planner, id, q, &names))
         .collect();
     // A dry run writes nothing, directories included.
     let (dirs, listing) = create_dirs(std::mem::take(&mut planner.counts), !settings.dry_run).await;
@@ -185,7 +156,8 @@ pub async fn run(
                     continue
                 }
                 Some(Streamed::Download(q)) => {
-                    let planned = planner.plan(id, &q, &batch.shared.downloader.names);
+                    let names = &batch.shared.downloader.names;
+                    let planned = plan(settings, &mut planner, id, &q, names);
                     if let Planned::Job(_) = planned {
                         batch.make_dir(&q).await;
                     }
@@ -256,7 +228,7 @@ impl Batch<'_> {
         let job = Job {
             id,
             dir: job_dir(self.settings, spec.dir.take()),
-            name: name.resolve(&spec),
+            name: name.resolve(&spec.url),
             spec,
         };
         let dir_error = self.dirs.get(&job.dir).cloned().flatten();
@@ -369,73 +341,16 @@ impl Batch<'_> {
     }
 }
 
-/// Names for the batch, a download at a time in input order: a name unique
-/// in the batch for each, and the directories to create. A URL that comes
-/// again with the same `out=` and `dir=` (or none) is a duplicate of the
-/// first: downloaded once.
-struct Planner<'a> {
-    settings: &'a Settings,
-    to_stdout: bool,
-    /// Keys of the hash earlier downloads are known by, random per run so
-    /// that no list can make two downloads look alike.
-    keys: [std::hash::RandomState; 2],
-    /// Earlier downloads by a 128-bit hash of (URL, `out=`, directory): a
-    /// few bytes per line, so a list of 100,000 URLs, or a stream of
-    /// millions, does not keep a second copy of every URL.
-    seen: HashMap<u128, DownloadId>,
-    /// The names of earlier downloads that are not the name their URL gives.
-    given: HashMap<DownloadId, Box<str>>,
-    /// Downloads per directory, for the listing.
-    counts: BTreeMap<PathBuf, usize>,
-}
-
-impl<'a> Planner<'a> {
-    fn new(settings: &'a Settings) -> Self {
-        Planner {
-            settings,
-            to_stdout: settings.output == Some(OutputName::Stdout),
-            keys: Default::default(),
-            seen: HashMap::new(),
-            given: HashMap::new(),
-            counts: BTreeMap::new(),
-        }
-    }
-
-    fn plan(&mut self, id: DownloadId, spec: &Queued, names: &Names) -> Planned {
-        use std::hash::BuildHasher;
-        let dir = job_dir(self.settings, spec.dir().map(Path::to_path_buf));
-        let what = (spec.url(), spec.out(), &dir);
-        let key = (u128::from(self.keys[0].hash_one(what)) << 64)
-            | u128::from(self.keys[1].hash_one(what));
-        if let Some(&of) = self.seen.get(&key) {
-            let path = match self.given.get(&of) {
-                _ if self.to_stdout => PathBuf::from("-"),
-                Some(name) => dir.join(&**name),
-                None => dir.join(naming::for_url_text(spec.url())),
-            };
-            return Planned::Duplicate(Box::new((path, of)));
-        }
-        self.seen.insert(key, id);
-        if self.to_stdout {
-            return Planned::Job(Name::Stdout);
-        }
-        let (wanted, from_url) = match spec.out() {
-            Some(out) => (out.to_string(), false),
-            None => (naming::for_url_text(spec.url()), true),
-        };
-        let path = names.reserve(&dir, &wanted, false);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| wanted.clone());
-        *self.counts.entry(dir).or_insert(0) += 1;
-        if from_url && name == wanted {
-            return Planned::Job(Name::FromUrl);
-        }
-        let name: Box<str> = name.into_boxed_str();
-        self.given.insert(id, name.clone());
-        Planned::Job(Name::Given(name))
-    }
+/// Plan one download of the input (see [`Planner`]).
+fn plan(
+    settings: &Settings,
+    planner: &mut Planner,
+    id: DownloadId,
+    queued: &Queued,
+    names: &Names,
+) -> Planned {
+    let dir = job_dir(settings, queued.dir().map(Path::to_path_buf));
+    planner.plan(id, queued.url(), queued.out(), dir, names)
 }
 
 /// Create a directory; `Some` says why it cannot be used.

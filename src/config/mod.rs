@@ -5,14 +5,18 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use crate::cli::Cli;
-use crate::input::shard::{self, Shard, ShardArg, ShardError};
+use crate::options::{
+    ByteSize, FileAllocation, OnExists, OutputName, PrintPaths, ProgressMode, Shard, ShardArg,
+};
+
+pub mod shard;
+use shard::ShardError;
 
 /// Downloads at once unless `--jobs` says otherwise.
 pub const DEFAULT_JOBS: usize = 8;
@@ -67,146 +71,6 @@ pub enum ConfigError {
     /// `--shard`, `--shard-count` or the scheduler's variables for `--shard auto`.
     #[error(transparent)]
     Shard(#[from] ShardError),
-}
-
-/// What to do when the final file already exists before the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum OnExists {
-    /// Report "already complete" and make no request.
-    #[default]
-    Skip,
-    /// Replace the existing file.
-    Overwrite,
-    /// Keep the existing file; save as NAME.1.EXT, NAME.2.EXT, ...
-    Rename,
-    /// Fail that download.
-    Fail,
-}
-
-impl FromStr for OnExists {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "skip" => Ok(Self::Skip),
-            "overwrite" => Ok(Self::Overwrite),
-            "rename" => Ok(Self::Rename),
-            "fail" => Ok(Self::Fail),
-            _ => Err(format!("'{s}' is not one of skip, overwrite, rename, fail")),
-        }
-    }
-}
-
-/// How progress is shown on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ProgressMode {
-    /// Bars on a terminal, plain lines otherwise.
-    #[default]
-    Auto,
-    /// Progress bars.
-    Bars,
-    /// One line per start, finish, retry and failure.
-    Plain,
-    /// Nothing but the summary.
-    None,
-}
-
-impl FromStr for ProgressMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "bars" => Ok(Self::Bars),
-            "plain" => Ok(Self::Plain),
-            "none" => Ok(Self::None),
-            _ => Err(format!("'{s}' is not one of auto, bars, plain, none")),
-        }
-    }
-}
-
-/// A number of bytes as users write it: `1048576`, `512K`, `1.5M`, `2G` (K, M and
-/// G are powers of 1024; `KiB`, `MB`, `k`, ... are accepted too). Used for sizes
-/// and, per second, for rates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ByteSize(pub u64);
-
-impl FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let text = s.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let unit = unit.trim().to_ascii_lowercase();
-        let unit = unit.trim_end_matches("/s");
-        let factor: u64 = match unit.trim_end_matches('b').trim_end_matches('i') {
-            "" => 1,
-            "k" => 1 << 10,
-            "m" => 1 << 20,
-            "g" => 1 << 30,
-            _ => {
-                return Err(format!(
-                    "'{s}' is not a size: use bytes or K, M, G (e.g. 512K, 10M)"
-                ))
-            }
-        };
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("'{s}' is not a size: use bytes or K, M, G (e.g. 512K, 10M)"))?;
-        let bytes = value * factor as f64;
-        if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-            return Err(format!("'{s}' is too large"));
-        }
-        Ok(ByteSize(bytes.round() as u64))
-    }
-}
-
-impl fmt::Display for ByteSize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(ByteSize(n)),
-            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// How disk space is reserved for a file of known size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum FileAllocation {
-    /// Nothing reserved: the file grows as bytes arrive (sparse when split).
-    None,
-    /// Sized up front with `ftruncate` (sparse); the free-space check still runs.
-    Prealloc,
-    /// Blocks reserved with `posix_fallocate` where the filesystem supports it.
-    #[default]
-    Falloc,
-}
-
-impl FromStr for FileAllocation {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(Self::None),
-            "prealloc" => Ok(Self::Prealloc),
-            "falloc" => Ok(Self::Falloc),
-            _ => Err(format!("'{s}' is not one of none, prealloc, falloc")),
-        }
-    }
 }
 
 /// The TOML config file, as written. Keys are the long flag names with `_`.
@@ -283,24 +147,6 @@ pub struct FileConfig {
     pub shard: Option<ShardArg>,
     /// `--shard-count`
     pub shard_count: Option<u64>,
-}
-
-/// What `--print-paths` / `-0` print between paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrintPaths {
-    /// One path per line.
-    Lines,
-    /// NUL after each path.
-    Nul,
-}
-
-/// Where a download's body goes when `-o` names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutputName {
-    /// `-o -`: the body goes to stdout.
-    Stdout,
-    /// `-o NAME`: the file name inside the directory.
-    File(String),
 }
 
 /// Everything the core needs, validated. Built by [`Settings::resolve`].
@@ -421,7 +267,7 @@ impl Settings {
             if o == "-" {
                 Ok(OutputName::Stdout)
             } else {
-                crate::input::check_out_name(&o)
+                crate::naming::check_given_name(&o)
                     .map(|_| OutputName::File(o))
                     .map_err(|m| invalid("--output", m))
             }

@@ -1,8 +1,19 @@
-//! File names: from Content-Disposition (RFC 6266) or the URL, sanitised so that a
-//! name chosen by a server can never leave the output directory; and the names a
-//! download keeps beside its final one (`NAME.part`, its state file and the state
-//! file's temporary), which stay within the filesystem's limit however long the
-//! final name is.
+//! Every decision about output paths, in one place: names from the URL and
+//! from `Content-Disposition` ([`disposition`]), sanitised so that a name chosen
+//! by a server can never leave the output directory; names the user gives
+//! ([`check_given_name`]); the names a download keeps beside its final one
+//! (`NAME.part`, its state file and the state file's temporary), which stay
+//! within the filesystem's limit however long the final name is; names unique
+//! across the batch ([`reserve`], [`plan`]: duplicates and clashes); and what
+//! the output directories held at the start ([`listing`]).
+
+pub mod disposition;
+pub mod listing;
+pub mod plan;
+pub mod reserve;
+
+pub use disposition::from_content_disposition;
+pub use reserve::Names;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -53,6 +64,42 @@ pub fn sanitize(raw: &str) -> Option<String> {
         &cleaned,
         MAX_NAME_BYTES - SUFFIX_ROOM,
     ))
+}
+
+/// Check a name the user gives (`-o NAME`, `out=NAME`): a plain file name
+/// that is not one of volley's own partial, state or temporary names.
+pub fn check_given_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the file name is empty".into());
+    }
+    if name.contains(['/', '\\', '\0']) {
+        return Err(format!(
+            "'{name}' must be a plain file name without '/'; use -d or dir= for the directory"
+        ));
+    }
+    if name.chars().all(|c| c == '.') {
+        return Err(format!("'{name}' is not a usable file name"));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err("the file name is longer than 255 bytes".into());
+    }
+    if is_partial_name(name) {
+        return Err(format!(
+            "'{name}' ends like volley's own partial files ({}); choose another name",
+            PARTIAL_ENDINGS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// A 64-bit hash of `value`, the same for equal values throughout a run: what
+/// tables that keep hashes instead of names store (taken names, the directory
+/// listing).
+pub fn hash64(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
 }
 
 /// Whether a name ends like volley's own partial, state or temporary files.
@@ -182,76 +229,6 @@ pub fn for_url(url: &Url) -> String {
     from_url(url).unwrap_or_else(|| FALLBACK_NAME.to_string())
 }
 
-/// The file name a Content-Disposition header gives, preferring `filename*`.
-pub fn from_content_disposition(value: &str) -> Option<String> {
-    let mut plain = None;
-    let mut extended = None;
-    for param in split_params(value).into_iter().skip(1) {
-        let Some((key, val)) = param.split_once('=') else {
-            continue;
-        };
-        match key.trim().to_ascii_lowercase().as_str() {
-            "filename*" => extended = decode_ext_value(val.trim()),
-            "filename" => plain = Some(unquote(val.trim())),
-            _ => {}
-        }
-    }
-    extended.or(plain).and_then(|n| sanitize(&n))
-}
-
-/// Split on `;` outside quoted strings.
-fn split_params(value: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, c) in value.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            ';' if !quoted => {
-                parts.push(&value[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&value[start..]);
-    parts
-}
-
-fn unquote(value: &str) -> String {
-    let Some(inner) = value.strip_prefix('"') else {
-        return value.to_string();
-    };
-    let inner = inner.strip_suffix('"').unwrap_or(inner);
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(next) = chars.next() {
-                out.push(next);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// RFC 8187 `charset'language'pct-encoded`; UTF-8 and ISO-8859-1 are understood.
-fn decode_ext_value(value: &str) -> Option<String> {
-    let mut parts = value.splitn(3, '\'');
-    let charset = parts.next()?.to_ascii_lowercase();
-    let _language = parts.next()?;
-    let encoded = parts.next()?;
-    let bytes: Vec<u8> = percent_decode_str(encoded).collect();
-    match charset.as_str() {
-        "utf-8" => String::from_utf8(bytes).ok(),
-        "iso-8859-1" => Some(bytes.iter().map(|&b| b as char).collect()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,37 +273,6 @@ mod tests {
         let s = sanitize(&long).unwrap();
         assert!(s.len() <= MAX_NAME_BYTES - SUFFIX_ROOM);
         assert!(s.ends_with(".gz"));
-    }
-
-    #[test]
-    fn content_disposition_forms() {
-        let cd = from_content_disposition;
-        assert_eq!(
-            cd("attachment; filename=\"a b.txt\"").as_deref(),
-            Some("a b.txt")
-        );
-        assert_eq!(
-            cd("attachment; filename=plain.bin").as_deref(),
-            Some("plain.bin")
-        );
-        assert_eq!(
-            cd("attachment; filename=\"fallback.txt\"; filename*=UTF-8''na%C3%AFve%20file.txt")
-                .as_deref(),
-            Some("naïve file.txt")
-        );
-        assert_eq!(
-            cd("attachment; filename=\"../../evil.txt\"").as_deref(),
-            Some("evil.txt")
-        );
-        assert_eq!(
-            cd("attachment; filename=\"semi;colon.txt\"").as_deref(),
-            Some("semi;colon.txt")
-        );
-        assert_eq!(cd("inline"), None);
-        assert_eq!(
-            cd("attachment; filename*=iso-8859-1'en'%E9t%E9.txt").as_deref(),
-            Some("été.txt")
-        );
     }
 
     #[test]

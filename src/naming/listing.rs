@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use super::naming;
+use super::part_name;
 
 /// Fewest downloads into a directory for it to be listed.
 pub const MIN_BATCH: usize = 32;
@@ -66,7 +66,7 @@ impl Listing {
         let Some(names) = self.0.get(dir) else {
             return false;
         };
-        let part = naming::part_name(OsStr::new(name));
+        let part = part_name(OsStr::new(name));
         !names.contains(&key(OsStr::new(name))) && !names.contains(&key(&part))
     }
 }
