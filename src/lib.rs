@@ -11,6 +11,7 @@ pub mod config;
 pub mod download;
 pub mod events;
 pub mod exit;
+pub mod fs;
 pub mod input;
 pub mod naming;
 pub mod options;
@@ -91,7 +92,7 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
             .map(|q| input::format_entry(&q.into_spec()))
             .collect();
         // The list may hold passwords (in URLs, header= lines): owner only.
-        let written = download::writer::create_private(path)
+        let written = fs::create_private(path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, list.as_bytes()));
         if let Err(e) = written {
             eprintln!("volley: --save-failed {}: {e}", path.display());

@@ -25,8 +25,8 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 
-use super::checksum::{Checksum, Verifier};
-use super::writer;
+use super::checksum::{Checksum, Mismatch, Verifier};
+use crate::fs;
 
 /// The most files committed in one group.
 const GROUP: usize = 256;
@@ -167,8 +167,8 @@ fn commit_group(group: Vec<Job>) {
     let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
     for mut job in group {
         let s = &mut job.small;
-        let written = writer::create_nofollow(&s.part, true).and_then(|file| {
-            writer::write_at(&file, &s.bufs, 0)?;
+        let written = fs::create_nofollow(&s.part, true).and_then(|file| {
+            fs::write_at(&file, &s.bufs, 0)?;
             Ok(file)
         });
         match written {
@@ -192,10 +192,10 @@ fn commit_group(group: Vec<Job>) {
                 .take()
                 .map(Verifier::finish)
                 .transpose()
-                .map_err(|m| writer::discard(&s.part, s.remove.as_deref(), m))?;
+                .map_err(|m| discard(&s.part, s.remove.as_deref(), m))?;
             std::fs::rename(&s.part, &s.final_path)?;
             if let Some(state) = &s.remove {
-                writer::remove_if_exists(state)?;
+                fs::remove_if_exists(state)?;
             }
             Ok(verified)
         });
@@ -206,17 +206,16 @@ fn commit_group(group: Vec<Job>) {
     }
     // One directory fsync covers every rename in it.
     renamed.sort_by(|a, b| {
-        writer::parent_dir(&a.0.job.small.final_path)
-            .cmp(writer::parent_dir(&b.0.job.small.final_path))
+        fs::parent_dir(&a.0.job.small.final_path).cmp(fs::parent_dir(&b.0.job.small.final_path))
     });
     let mut synced: Option<(&Path, Result<(), io::ErrorKind>)> = None;
     let mut replies = Vec::with_capacity(renamed.len());
     for (p, verified) in &renamed {
-        let dir = writer::parent_dir(&p.job.small.final_path);
+        let dir = fs::parent_dir(&p.job.small.final_path);
         let result = match synced {
             Some((d, r)) if d == dir => r,
             _ => {
-                let r = writer::sync_dir(dir).map_err(|e| e.kind());
+                let r = fs::sync_dir(dir).map_err(|e| e.kind());
                 synced = Some((dir, r));
                 r
             }
@@ -229,6 +228,40 @@ fn commit_group(group: Vec<Job>) {
         answers.push((p.job, reply));
     }
     answer_all(answers);
+}
+
+/// A checksum mismatch: the `.part` and its state are deleted (the bytes are
+/// wrong, resuming them would keep them), and the mismatch is returned as an
+/// I/O error that wraps it.
+pub fn discard(part: &Path, state: Option<&Path>, mismatch: Mismatch) -> io::Error {
+    let _ = std::fs::remove_file(part);
+    if let Some(s) = state {
+        let _ = std::fs::remove_file(s);
+    }
+    io::Error::other(mismatch)
+}
+
+/// The mismatch inside an error made by [`discard`].
+pub fn as_mismatch(e: &io::Error) -> Option<&Mismatch> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Mismatch>())
+}
+
+/// The last step of every download to a file, on a blocking thread: flush `part`,
+/// rename it to `final_path`, remove the stale state file `remove`, and fsync the
+/// directory so the rename survives a crash.
+pub fn complete(
+    file: &File,
+    part: &Path,
+    final_path: &Path,
+    remove: Option<&Path>,
+) -> io::Result<()> {
+    file.sync_data()?;
+    std::fs::rename(part, final_path)?;
+    if let Some(state) = remove {
+        fs::remove_if_exists(state)?;
+    }
+    fs::sync_dir(fs::parent_dir(final_path))
 }
 
 #[cfg(test)]
@@ -303,7 +336,7 @@ mod tests {
         let err = commit(small(dir.path(), "x", b"body", verify))
             .await
             .unwrap_err();
-        assert!(writer::as_mismatch(&err).is_some(), "{err}");
+        assert!(as_mismatch(&err).is_some(), "{err}");
         assert!(!dir.path().join("x").exists());
         assert!(!dir.path().join("x.part").exists());
     }

@@ -468,7 +468,7 @@ fn parse_netscape(text: &str, path: &Path, now: u64) -> Result<Vec<Cookie>, Cook
 /// Write `bytes` to a temp file beside `path` (owner-only permissions), flush
 /// it and rename it over `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = super::writer::parent_dir(path);
+    let dir = crate::fs::parent_dir(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

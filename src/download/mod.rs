@@ -3,14 +3,21 @@
 //! this module runs one try at a time and says whether another is worth it.
 
 pub mod auth;
+pub mod body;
 pub mod checksum;
 pub mod commit;
 pub mod cookies;
+pub mod error;
 pub mod http;
+pub mod local;
+pub mod probe;
+pub mod range;
 pub mod ratelimit;
+pub mod request;
 pub mod retry;
 pub mod segmented;
 pub mod state;
+pub mod tries;
 pub mod writer;
 
 use std::future::Future;
@@ -19,19 +26,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{
-    ACCEPT_ENCODING, CONTENT_DISPOSITION, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE,
-};
+use reqwest::header::{CONTENT_DISPOSITION, CONTENT_RANGE, ETAG, LAST_MODIFIED};
 use reqwest::{Client, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{DownloadId, Event, EventSender, Progress};
+use crate::events::{DownloadId, Event, EventSender};
 use crate::input::DownloadSpec;
 use crate::naming::{self, Names};
 use crate::options::OnExists;
-use ratelimit::{paced, Limits, RateLimiter};
+use body::{Body, Next};
+pub use error::DownloadError;
+use ratelimit::{Limits, RateLimiter};
+pub use request::{is_secret, redact};
 use retry::RetryPolicy;
 use state::ResumeState;
+pub use tries::Tries;
 use writer::{PartWriter, StdoutSink};
 
 /// Connection slots to a host (the scheduler's per-host window): every
@@ -50,162 +59,6 @@ pub trait Slots: Sync {
 
 /// How often a long download flushes its data and records it in the state file.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Why one try of a download failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DownloadError {
-    /// The server answered with an error status.
-    #[error("HTTP {status}")]
-    Http {
-        /// The status.
-        status: StatusCode,
-        /// The server's Retry-After, if any.
-        retry_after: Option<Duration>,
-    },
-    /// Connect errors, resets, idle timeouts: worth another try.
-    #[error("{0}")]
-    Network(String),
-    /// The server's TLS certificate was refused: another try would not help.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// A redirect loop, too many redirects or a refused redirect.
-    #[error("{0}")]
-    Redirect(String),
-    /// The body ended before Content-Length bytes arrived.
-    #[error("body ended after {got} of {expected} bytes")]
-    ShortBody {
-        /// Bytes of the file on disk.
-        got: u64,
-        /// Bytes promised.
-        expected: u64,
-    },
-    /// A ranged answer that cannot be appended (wrong range, changed file): restart.
-    #[error("{0}; starting over")]
-    Restart(String),
-    /// A partial file of this download from an earlier run was found under the
-    /// name the server gave: try again at once to resume it.
-    #[error("found partial data of an earlier run at {0}")]
-    ResumeFound(PathBuf),
-    /// A local file could not be written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The OS reason.
-        source: io::Error,
-    },
-    /// `--on-exists fail` and the file exists.
-    #[error("{0} already exists (--on-exists overwrite or rename would replace or keep it)")]
-    Exists(PathBuf),
-    /// SIGINT/SIGTERM.
-    #[error("interrupted")]
-    Interrupted,
-    /// The server's file is not the size the Metalink file says.
-    #[error("the server's file has {}, the Metalink file says {expected} bytes", got.map_or("an unknown size".to_string(), |g| format!("{g} bytes")))]
-    WrongSize {
-        /// The size the Metalink file gives.
-        expected: u64,
-        /// The size the server gives.
-        got: Option<u64>,
-    },
-    /// A mirror of a split download disagrees with the file or cannot serve
-    /// it: it is dropped for this file, its connection moves to another source.
-    #[error("{0}")]
-    MirrorDropped(String),
-    /// The filesystem has clearly too little free space for the file.
-    #[error("{dir} has {} free, the file needs {} more; free some space or choose another --dir", crate::units::human_bytes(*free), crate::units::human_bytes(*needed))]
-    NoSpace {
-        /// The directory.
-        dir: PathBuf,
-        /// Bytes still to write.
-        needed: u64,
-        /// Bytes available.
-        free: u64,
-    },
-    /// The bytes do not hash to the expected digest; the `.part` was deleted.
-    /// `again`: the first mismatch, to be fetched once more from scratch.
-    #[error("{mismatch}{}", if *again { "; fetching it again from scratch" } else { " (the partial file was deleted)" })]
-    Checksum {
-        /// Expected and actual digests.
-        mismatch: checksum::Mismatch,
-        /// Whether one more try from scratch follows.
-        again: bool,
-    },
-}
-
-impl DownloadError {
-    /// Whether another try may succeed.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            DownloadError::Http { status, .. } => http::is_transient_status(*status),
-            DownloadError::Network(_)
-            | DownloadError::ShortBody { .. }
-            | DownloadError::Restart(_)
-            | DownloadError::MirrorDropped(_)
-            | DownloadError::ResumeFound(_) => true,
-            _ => false,
-        }
-    }
-
-    /// Whether the failure belongs to the server asked (another mirror may do
-    /// better), rather than to the file or the local disk.
-    pub fn is_source_failure(&self) -> bool {
-        matches!(
-            self,
-            DownloadError::Http { .. }
-                | DownloadError::Network(_)
-                | DownloadError::Tls(_)
-                | DownloadError::Redirect(_)
-                | DownloadError::ShortBody { .. }
-                | DownloadError::WrongSize { .. }
-                | DownloadError::MirrorDropped(_)
-        )
-    }
-
-    /// Whether the host is pushing back (429, 503, a network error): its
-    /// connection window shrinks.
-    pub fn is_congestion(&self) -> bool {
-        match self {
-            DownloadError::Http { status, .. } => matches!(status.as_u16(), 429 | 503),
-            DownloadError::Network(_) => true,
-            _ => false,
-        }
-    }
-
-    /// The server's wish for a pause, if it said.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            DownloadError::Http { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-
-    fn from_reqwest(e: reqwest::Error, idle: Duration) -> Self {
-        if e.is_redirect() {
-            DownloadError::Redirect(
-                std::error::Error::source(&e)
-                    .map(ToString::to_string)
-                    .unwrap_or_else(|| http::describe(&e)),
-            )
-        } else if e.is_timeout() {
-            DownloadError::Network(format!(
-                "no data for {} s (idle timeout, --timeout)",
-                idle.as_secs_f64()
-            ))
-        } else if e.is_connect() {
-            let text = http::describe(&e);
-            if text.to_ascii_lowercase().contains("certificate") {
-                DownloadError::Tls(format!(
-                    "{text} (--ca-cert FILE trusts a private CA; --insecure skips verification)"
-                ))
-            } else {
-                DownloadError::Network(format!("cannot connect: {text}"))
-            }
-        } else {
-            DownloadError::Network(http::describe(&e))
-        }
-    }
-}
 
 /// A finished try that needs no other.
 #[derive(Debug)]
@@ -258,97 +111,6 @@ impl Job {
     }
 }
 
-/// What a download keeps across its tries.
-#[derive(Debug)]
-pub struct Tries {
-    /// The final path once decided.
-    pub final_path: Option<PathBuf>,
-    /// Whether the name came from a response (no longer provisional).
-    name_settled: bool,
-    /// What is on disk, for a resumed request.
-    pub resume: Option<ResumeState>,
-    /// A state file exists on disk for this download.
-    state_on_disk: bool,
-    /// The `Started` event went out.
-    started: bool,
-    /// Bytes already written to stdout (`-o -`).
-    stdout_written: u64,
-    /// Failed tries charged to the retry budget so far.
-    pub failed: u32,
-    /// The source whose error ended the last try, when not `source` (a mirror
-    /// connection of a split download).
-    pub blame: Option<usize>,
-    /// Checksum mismatches so far (one more try from scratch after the first).
-    checksum_failures: u32,
-    /// The hash of what went to stdout (`-o -`), when a checksum is verified.
-    stdout_verify: Option<checksum::Verifier>,
-    /// `-N`: the existing final file's mtime and size, to ask the server
-    /// whether it has anything newer.
-    local: Option<(std::time::SystemTime, u64)>,
-    /// The server's Last-Modified of the body being saved.
-    pub last_modified: Option<String>,
-    /// The free-space check was done.
-    space_checked: bool,
-    /// The source (0: the URL, then its mirrors) the next try uses.
-    pub source: usize,
-    /// Sources given up on (an error another try would not fix, or a size
-    /// that disagrees).
-    pub abandoned: Vec<usize>,
-    /// Sources that failed since the last retry was spent.
-    pub failed_this_round: Vec<usize>,
-    /// This download's rate limits, once known.
-    limits: Option<Limits>,
-    /// Live counters.
-    pub progress: Arc<Progress>,
-}
-
-impl Tries {
-    /// State of a download before its first try.
-    pub fn new() -> Self {
-        Tries {
-            final_path: None,
-            name_settled: false,
-            resume: None,
-            state_on_disk: false,
-            started: false,
-            stdout_written: 0,
-            failed: 0,
-            blame: None,
-            checksum_failures: 0,
-            stdout_verify: None,
-            local: None,
-            last_modified: None,
-            space_checked: false,
-            source: 0,
-            abandoned: Vec::new(),
-            failed_this_round: Vec::new(),
-            limits: None,
-            progress: Progress::new(),
-        }
-    }
-}
-
-impl Default for Tries {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// What `--dry-run` found out about one download.
-#[derive(Debug)]
-pub struct Plan {
-    /// The URL after redirects.
-    pub final_url: String,
-    /// The answer's status, 0 when there was none.
-    pub status: u16,
-    /// The size, when the server said.
-    pub size: Option<u64>,
-    /// Where the file would go.
-    pub path: Option<PathBuf>,
-    /// `download`, `resume: ...`, `skip: ...` or `fail: ...`.
-    pub action: String,
-}
-
 pub use crate::naming::part_path;
 
 /// Everything a try needs that is shared by the run.
@@ -397,107 +159,6 @@ pub struct Downloader {
 }
 
 impl Downloader {
-    /// Before the first try: apply `--on-exists` to the reserved name and pick up
-    /// a resumable `.part` left by an earlier run. `Some` means there is nothing to
-    /// download.
-    pub fn prepare(
-        &self,
-        job: &Job,
-        tries: &mut Tries,
-    ) -> Option<Result<Completed, DownloadError>> {
-        if self.known_new(job, tries) {
-            return None;
-        }
-        self.look_on_disk(job, tries)
-    }
-
-    /// The part of [`Downloader::prepare`] that needs no disk: `true` when the
-    /// download has no file, or a name the start-of-run listing knows is new
-    /// (no file to settle, nothing to resume, no local copy to compare); its
-    /// path is then set.
-    pub fn known_new(&self, job: &Job, tries: &mut Tries) -> bool {
-        let Some(name) = job.name.as_deref() else {
-            return true;
-        };
-        if !self.listing.is_new(&job.dir, name) {
-            return false;
-        }
-        tries.final_path = Some(job.dir.join(name));
-        true
-    }
-
-    /// The rest of [`Downloader::prepare`]: the lookups on disk.
-    pub fn look_on_disk(
-        &self,
-        job: &Job,
-        tries: &mut Tries,
-    ) -> Option<Result<Completed, DownloadError>> {
-        let name = job.name.as_deref()?;
-        let path = job.dir.join(name);
-        match self.settle_existing(job, path, name) {
-            Ok(path) => {
-                if self.timestamping {
-                    tries.local = path
-                        .symlink_metadata()
-                        .ok()
-                        .filter(std::fs::Metadata::is_file)
-                        .and_then(|m| Some((m.modified().ok()?, m.len())));
-                }
-                self.pick_up_resume(job, tries, &path);
-                tries.final_path = Some(path);
-                None
-            }
-            Err(done) => Some(done),
-        }
-    }
-
-    /// Apply `--on-exists` to a path; `Ok` is the path to download to.
-    fn settle_existing(
-        &self,
-        job: &Job,
-        path: PathBuf,
-        name: &str,
-    ) -> Result<PathBuf, Result<Completed, DownloadError>> {
-        if path.symlink_metadata().is_err() {
-            return Ok(path);
-        }
-        // -N asks the server whether it has something newer instead.
-        if self.timestamping {
-            return Ok(path);
-        }
-        match self.on_exists {
-            OnExists::Skip => Err(Ok(Completed::Skipped {
-                path,
-                reason: "already complete".into(),
-            })),
-            OnExists::Fail => Err(Err(DownloadError::Exists(path))),
-            OnExists::Overwrite => Ok(path),
-            OnExists::Rename => Ok(self.names.reserve(&job.dir, name, true)),
-        }
-    }
-
-    fn pick_up_resume(&self, job: &Job, tries: &mut Tries, path: &Path) -> bool {
-        let part = part_path(path);
-        let state_path = ResumeState::path_for(&part);
-        // The state must describe this URL, and the .part must still hold every
-        // byte it records (a deleted or truncated .part is not resumed as zeros).
-        let holds = |state: &ResumeState| {
-            let end = state.done.last().map_or(0, |[_, e]| *e);
-            part.symlink_metadata()
-                .is_ok_and(|m| m.is_file() && m.len() >= end)
-        };
-        match ResumeState::load(&state_path) {
-            Some(state)
-                if state.describes(&job.spec.url) && state.covered() > 0 && holds(&state) =>
-            {
-                tries.resume = Some(state);
-                tries.state_on_disk = true;
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// The digests a download must match: its own (`checksum=`, `--checksum`)
     /// or the `--checksum-file` entry for its final name, and the server's
     /// `Repr-Digest`/`Digest`.
@@ -531,7 +192,7 @@ impl Downloader {
     /// A finished file that failed its checksum (its `.part` and state are
     /// already deleted): once more from scratch the first time, then fail.
     fn mismatch(&self, tries: &mut Tries, e: io::Error, part: &Path) -> DownloadError {
-        match writer::as_mismatch(&e) {
+        match commit::as_mismatch(&e) {
             Some(m) => {
                 tries.resume = None;
                 tries.state_on_disk = false;
@@ -561,234 +222,6 @@ impl Downloader {
         });
     }
 
-    /// `--dry-run`: what a download would do, from a `HEAD` request (a one-byte
-    /// `GET` when `HEAD` is refused). Nothing is written.
-    pub async fn probe(&self, job: &Job, tries: &mut Tries) -> Plan {
-        let ready = self.prepare(job, tries);
-        let mut plan = Plan {
-            final_url: job.url(),
-            status: 0,
-            size: None,
-            path: tries.final_path.clone(),
-            action: match (&ready, &tries.resume) {
-                (Some(Ok(Completed::Skipped { reason, .. })), _) => format!("skip: {reason}"),
-                (Some(Err(e)), _) => format!("fail: {e}"),
-                (_, Some(state)) => format!(
-                    "resume: {} of the file on disk",
-                    crate::units::human_bytes(state.covered())
-                ),
-                _ => "download".to_string(),
-            },
-        };
-        let url = &job.spec.url;
-        let mut result = self
-            .send_following(job, reqwest::Method::HEAD, url, |r| r)
-            .await;
-        if let Ok(r) = &result {
-            if matches!(r.status().as_u16(), 405 | 501) {
-                result = self
-                    .send_following(job, reqwest::Method::GET, url, |r| {
-                        r.header(RANGE, "bytes=0-0")
-                            .header(ACCEPT_ENCODING, "identity")
-                    })
-                    .await;
-            }
-        }
-        let response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                plan.action = format!("fail: {e}");
-                return plan;
-            }
-        };
-        plan.final_url = response.url().to_string();
-        plan.status = response.status().as_u16();
-        plan.size = http::file_size(response.headers());
-        if !response.status().is_success() {
-            plan.action = format!("fail: HTTP {}", response.status());
-            return plan;
-        }
-        if job.spec.out.is_none() && job.name.is_some() && tries.resume.is_none() {
-            let served = response
-                .headers()
-                .get(CONTENT_DISPOSITION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(naming::from_content_disposition)
-                .or_else(|| {
-                    self.trust_server_names
-                        .then(|| naming::for_url(response.url()))
-                });
-            // Only a name the server gives moves the file (as in a real run);
-            // otherwise the planned name stands (`--on-exists rename` included).
-            if let Some(served) = served
-                .filter(|s| *s != naming::for_url(&job.spec.url) && Some(s) != job.name.as_ref())
-            {
-                plan.path = Some(job.dir.join(served));
-            }
-        }
-        plan
-    }
-
-    /// `-N`: the server has nothing newer than the local file (a 304, or a
-    /// Last-Modified no newer and the same size): skip it.
-    fn not_newer(&self, tries: &mut Tries, response: &Response) -> Option<Completed> {
-        let (mtime, size) = tries.local?;
-        let path = tries.final_path.clone()?;
-        if response.status() == StatusCode::NOT_MODIFIED {
-            return Some(Completed::Skipped {
-                path,
-                reason: "not modified on the server".into(),
-            });
-        }
-        let remote = header_text(response, LAST_MODIFIED)
-            .and_then(|t| httpdate::parse_http_date(&t).ok())?;
-        let remote_size = response
-            .status()
-            .is_success()
-            .then(|| http::file_size(response.headers()))
-            .flatten()?;
-        (remote <= mtime && remote_size == size).then(|| Completed::Skipped {
-            path,
-            reason: "not newer on the server".into(),
-        })
-    }
-
-    /// After a download to a file: with `-N`, give it the server's
-    /// Last-Modified as its mtime.
-    pub async fn stamp(&self, tries: &Tries, path: &Path) {
-        if !self.timestamping {
-            return;
-        }
-        let Some(time) = tries
-            .last_modified
-            .as_deref()
-            .and_then(|t| httpdate::parse_http_date(t).ok())
-        else {
-            return;
-        };
-        let path = path.to_path_buf();
-        let _ = tokio::task::spawn_blocking(move || {
-            std::fs::File::options()
-                .write(true)
-                .open(path)
-                .and_then(|f| f.set_modified(time))
-        })
-        .await;
-    }
-
-    /// Fail at once when the filesystem clearly cannot hold the rest of a file.
-    async fn check_space(
-        &self,
-        tries: &mut Tries,
-        dir: &Path,
-        needed: u64,
-    ) -> Result<(), DownloadError> {
-        if tries.space_checked || needed < writer::BATCH_BYTES as u64 {
-            return Ok(());
-        }
-        tries.space_checked = true;
-        let dir = dir.to_path_buf();
-        let probe = dir.clone();
-        let free = tokio::task::spawn_blocking(move || writer::free_space(&probe))
-            .await
-            .ok()
-            .and_then(Result::ok);
-        match free {
-            Some(free) if free < needed => Err(DownloadError::NoSpace { dir, needed, free }),
-            _ => Ok(()),
-        }
-    }
-
-    /// One hop of a request of `job` for `given` (its URL or a mirror), at
-    /// `hop` (`given` itself, or where a redirect led). What the user gave goes
-    /// only to the origin (scheme, host, port) it was given for: `-H` headers,
-    /// `header=` options and the user info of `given` only to `given`'s
-    /// origin; secrets (`Authorization`, `Cookie`, `--http-user`, the netrc
-    /// `default`) only to the download's own URL's. Any other origin gets
-    /// only a netrc entry naming its very host.
-    pub fn request(
-        &self,
-        job: &Job,
-        method: reqwest::Method,
-        hop: &reqwest::Url,
-        given: &reqwest::Url,
-    ) -> reqwest::RequestBuilder {
-        let mut request = self.client.request(method, hop.clone());
-        if !same_origin(hop, given) {
-            if let Some((user, password)) = self.credentials.for_mirror(hop) {
-                request = request.basic_auth(user, password);
-            }
-            return request;
-        }
-        let home = same_origin(hop, &job.spec.url);
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (k, v) in &self.headers {
-            if home || !is_secret(k) {
-                headers.append(k.clone(), v.clone());
-            }
-        }
-        // A download's own header= replaces a -H header of the same name.
-        let mut replaced = Vec::new();
-        for (k, v) in job.spec.headers() {
-            if home || !is_secret(k) {
-                if !replaced.contains(&k) {
-                    headers.remove(k);
-                    replaced.push(k);
-                }
-                headers.append(k.clone(), v.clone());
-            }
-        }
-        let own = headers.contains_key(reqwest::header::AUTHORIZATION);
-        request = request.headers(headers);
-        let credentials = if own || has_userinfo(hop) {
-            // reqwest sends a URL's own user info.
-            None
-        } else if has_userinfo(given) {
-            userinfo(given)
-        } else if home {
-            self.credentials.for_url(hop)
-        } else {
-            self.credentials.for_mirror(hop)
-        };
-        if let Some((user, password)) = credentials {
-            request = request.basic_auth(user, password);
-        }
-        request
-    }
-
-    /// Send a request for `given` and follow its redirects (see
-    /// [`http::Redirects`]), each hop built afresh by [`Downloader::request`]
-    /// and then `extra` (range and conditional headers, the same on every hop).
-    pub async fn send_following(
-        &self,
-        job: &Job,
-        method: reqwest::Method,
-        given: &reqwest::Url,
-        extra: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
-    ) -> Result<Response, DownloadError> {
-        let mut chain: Vec<reqwest::Url> = Vec::new();
-        let mut hop = given.clone();
-        loop {
-            let request = extra(self.request(job, method.clone(), &hop, given));
-            let response = request
-                .send()
-                .await
-                .map_err(|e| DownloadError::from_reqwest(e, self.idle_timeout))?;
-            chain.push(response.url().clone());
-            match self.redirects.next(&chain, &response) {
-                None => return Ok(response),
-                Some(Err(reason)) => return Err(DownloadError::Redirect(reason)),
-                Some(Ok(next)) => {
-                    // Read a short body to the end, so its connection is reused.
-                    if response.content_length().is_some_and(|n| n <= 16 * 1024) {
-                        let _ = response.bytes().await;
-                    }
-                    hop = next;
-                }
-            }
-        }
-    }
-
     /// The rate limits of a download, made on its first try.
     fn limits(&self, job: &Job, tries: &mut Tries) -> Limits {
         tries
@@ -802,78 +235,6 @@ impl Downloader {
                     .map(RateLimiter::new),
             })
             .clone()
-    }
-
-    /// The range the next request asks for: `(start, end)`, `end` exclusive and
-    /// `None` for "to the end of the file".
-    fn wanted_range(
-        &self,
-        job: &Job,
-        tries: &Tries,
-        connections: usize,
-    ) -> Option<(u64, Option<u64>)> {
-        if job.name.is_none() {
-            return (tries.stdout_written > 0).then_some((tries.stdout_written, None));
-        }
-        match tries.resume.as_ref() {
-            // The size is known from an earlier run: ask for exactly the first
-            // piece of what is missing, so only missing bytes travel.
-            Some(
-                state @ ResumeState {
-                    size: Some(size), ..
-                },
-            ) if state.covered() > 0 && (state.has_holes() || connections > 1) => {
-                let gaps = state.gaps(*size);
-                match segmented::plan(&gaps, connections, self.min_split_size).first() {
-                    Some(&(s, e)) => Some((s, Some(e))),
-                    // All on disk: the server's 416 confirms the size.
-                    None => Some((*size, None)),
-                }
-            }
-            Some(state) if state.contiguous() > 0 => Some((state.contiguous(), None)),
-            // A ranged GET tells the size and range support without a HEAD.
-            _ if connections > 1 => Some((0, None)),
-            _ => None,
-        }
-    }
-
-    async fn send(
-        &self,
-        job: &Job,
-        tries: &Tries,
-        range: Option<(u64, Option<u64>)>,
-    ) -> Result<Response, DownloadError> {
-        let url = job.source(tries.source);
-        // Validators are only comparable on the server that issued them.
-        let if_range = tries
-            .resume
-            .as_ref()
-            .filter(|s| s.is_from(url))
-            .and_then(ResumeState::if_range);
-        let since = match (tries.local, range) {
-            (Some((mtime, _)), None | Some((0, _))) => Some(httpdate::fmt_http_date(mtime)),
-            _ => None,
-        };
-        let extra = |mut request: reqwest::RequestBuilder| {
-            if let Some(since) = &since {
-                request = request.header(reqwest::header::IF_MODIFIED_SINCE, since);
-            }
-            if let Some((start, end)) = range {
-                let end = end.map(|e| (e - 1).to_string()).unwrap_or_default();
-                request = request
-                    .header(RANGE, format!("bytes={start}-{end}"))
-                    .header(ACCEPT_ENCODING, "identity");
-                if let Some(v) = if_range {
-                    request = request.header(IF_RANGE, v);
-                }
-            }
-            request
-        };
-        tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => Err(DownloadError::Interrupted),
-            r = self.send_following(job, reqwest::Method::GET, url, extra) => r,
-        }
     }
 
     /// One try: request, name, stream the body (over several connections when
@@ -917,7 +278,7 @@ impl Downloader {
             tries,
             &response,
             range.map(|(s, _)| s),
-            job.source(tries.source),
+            job.source(tries.sources.current),
         )?;
         if let Some(expected) = job.spec.size().filter(|&e| size.is_some_and(|s| s != e)) {
             return Err(DownloadError::WrongSize {
@@ -940,12 +301,12 @@ impl Downloader {
             .clone()
             .expect("a file download has a path");
         let mut state = ResumeState::new(&job.url());
-        if tries.source != 0 {
-            state.source = Some(redact(job.source(tries.source)));
+        if tries.sources.current != 0 {
+            state.source = Some(redact(job.source(tries.sources.current)));
         }
         state.size = size;
-        state.etag = header_text(&response, ETAG);
-        state.last_modified = header_text(&response, LAST_MODIFIED);
+        state.etag = range::header_text(&response, ETAG);
+        state.last_modified = range::header_text(&response, LAST_MODIFIED);
         let holes = status == StatusCode::PARTIAL_CONTENT
             && tries.resume.as_ref().is_some_and(ResumeState::has_holes);
         match tries.resume.as_ref() {
@@ -954,7 +315,7 @@ impl Downloader {
         }
         tries.last_modified = state.last_modified.clone();
         if let Some(total) = size {
-            let dir = writer::parent_dir(&final_path);
+            let dir = crate::fs::parent_dir(&final_path);
             self.check_space(tries, dir, total.saturating_sub(state.covered()))
                 .await?;
         }
@@ -990,7 +351,7 @@ impl Downloader {
             // bytes it describes (a kill before the next checkpoint would
             // resume zeros).
             let stale = ResumeState::path_for(&part);
-            tokio::task::spawn_blocking(move || writer::remove_if_exists(&stale))
+            tokio::task::spawn_blocking(move || crate::fs::remove_if_exists(&stale))
                 .await
                 .map_err(io::Error::other)
                 .and_then(|r| r)
@@ -1011,45 +372,40 @@ impl Downloader {
             source,
         };
         let _active = tries.progress.connection();
-        let mut stream = response.bytes_stream();
+        let mut body = Body::new(response, self.idle_timeout);
         // Flush and record progress every CHECKPOINT_INTERVAL, also while the
         // server stalls, so a kill loses at most that much of what arrived.
         let checkpoint = tokio::time::sleep(CHECKPOINT_INTERVAL);
         tokio::pin!(checkpoint);
-        let mut resume_at = None;
         loop {
-            let next = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => {
-                    self.keep_partial(tries, &mut writer, true).await.map_err(io_err)?;
-                    return Err(DownloadError::Interrupted);
-                }
-                _ = &mut checkpoint => {
+            match body.next(&self.cancel, checkpoint.as_mut()).await {
+                Ok(Next::Tick) => {
                     if writer.has_unsynced() {
-                        self.keep_partial(tries, &mut writer, false).await.map_err(io_err)?;
+                        self.keep_partial(tries, &mut writer, false)
+                            .await
+                            .map_err(io_err)?;
                     }
-                    checkpoint.as_mut().reset(tokio::time::Instant::now() + CHECKPOINT_INTERVAL);
-                    continue;
+                    checkpoint
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + CHECKPOINT_INTERVAL);
                 }
-                next = paced(&mut stream, resume_at) => next,
-            };
-            match next {
-                Some(Ok(chunk)) => {
+                Ok(Next::Chunk(chunk)) => {
                     let n = chunk.len() as u64;
                     if let Err(e) = writer.push(chunk).await {
                         let _ = self.keep_partial(tries, &mut writer, true).await;
                         return Err(io_err(e));
                     }
                     tries.progress.add(n);
-                    resume_at = limits.reserve(n);
+                    body.charge(&limits, n);
                 }
-                Some(Err(e)) => {
+                Ok(Next::End) => break,
+                // Interrupted, or the connection failed: keep what arrived.
+                Err(e) => {
                     self.keep_partial(tries, &mut writer, true)
                         .await
                         .map_err(io_err)?;
-                    return Err(DownloadError::from_reqwest(e, self.idle_timeout));
+                    return Err(e);
                 }
-                None => break,
             }
         }
         let end = writer.end();
@@ -1094,7 +450,7 @@ impl Downloader {
                 .is_some_and(|s| s.size.is_none_or(|size| size == offset) && s.covered() == offset);
         if job.name.is_none() || !whole {
             tries.resume = None;
-            tries.stdout_written = 0;
+            tries.stdout.written = 0;
             return Err(DownloadError::Restart(
                 "the server refused the range of the partial file".into(),
             ));
@@ -1131,46 +487,36 @@ impl Downloader {
         if response.status() != StatusCode::PARTIAL_CONTENT {
             return Ok((0, response.content_length()));
         }
-        let range = response
-            .headers()
-            .get(CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(http::parse_content_range);
         let known = tries.resume.as_ref();
-        let problem = match range {
-            _ if asked.is_none() => {
-                Some("206 Partial Content to a request without Range".to_string())
-            }
-            None => Some("206 without a valid Content-Range".to_string()),
-            Some((start, _, _)) if Some(start) != asked => Some(format!(
-                "asked for bytes from {}, got from {start}",
-                asked.unwrap_or_default()
-            )),
-            Some((_, _, total)) if known.is_some_and(|k| k.size.is_some() && k.size != total) => {
-                Some("the file's size changed on the server".to_string())
-            }
-            Some(_)
-                if known.is_some_and(|k| k.is_from(source) && validators_differ(k, response)) =>
-            {
-                Some("the file changed on the server (ETag/Last-Modified differ)".to_string())
-            }
-            Some(_) => None,
+        let served = match asked {
+            None => Err(range::Problem::NotAsked),
+            Some(start) => range::check(
+                response,
+                &range::Expected {
+                    start,
+                    size: known.and_then(|k| k.size),
+                    validators: known
+                        .filter(|k| k.is_from(source))
+                        .map(|k| (k.etag.as_deref(), k.last_modified.as_deref())),
+                },
+            ),
         };
-        if let Some(problem) = problem {
+        match served {
+            Ok(served) => Ok((served.start, served.total)),
             // A mirror that answers another range or size is the mirror's
             // problem, not the file's: drop it and keep the data.
-            if tries.source != 0 {
-                return Err(DownloadError::MirrorDropped(format!(
+            Err(problem) if tries.sources.current != 0 => {
+                Err(DownloadError::MirrorDropped(format!(
                     "mirror {}: {problem}; dropped for this file",
                     redact(source)
-                )));
+                )))
             }
-            tries.resume = None;
-            tries.stdout_written = 0;
-            return Err(DownloadError::Restart(problem));
+            Err(problem) => {
+                tries.resume = None;
+                tries.stdout.written = 0;
+                Err(DownloadError::Restart(problem.to_string()))
+            }
         }
-        let (start, _, total) = range.expect("checked above");
-        Ok((start, total))
     }
 
     /// Decide the final name from the response (Content-Disposition, final URL)
@@ -1200,7 +546,7 @@ impl Downloader {
             // The URL given names the file, not where a redirect led (unless
             // --trust-server-names).
             None if !self.trust_server_names
-                || tries.source != 0
+                || tries.sources.current != 0
                 || response.url() == &job.spec.url =>
             {
                 return Ok(None)
@@ -1240,28 +586,6 @@ impl Downloader {
         });
     }
 
-    /// Flush what arrived and record it in the state file. `stopping`: the try
-    /// ends here, so space reserved beyond the data is given back.
-    async fn keep_partial(
-        &self,
-        tries: &mut Tries,
-        writer: &mut PartWriter,
-        stopping: bool,
-    ) -> io::Result<()> {
-        let durable = writer.sync(stopping).await?;
-        let Some(state) = tries.resume.as_mut() else {
-            return Ok(());
-        };
-        state.set_contiguous(durable);
-        let snapshot = state.clone();
-        let path = ResumeState::path_for(writer.path());
-        tokio::task::spawn_blocking(move || snapshot.save(&path))
-            .await
-            .map_err(io::Error::other)??;
-        tries.state_on_disk = true;
-        Ok(())
-    }
-
     async fn stream_to_stdout(
         &self,
         job: &Job,
@@ -1273,43 +597,36 @@ impl Downloader {
     ) -> Result<Completed, DownloadError> {
         let stdout_path = PathBuf::from("-");
         let _active = tries.progress.connection();
-        self.start(job, tries, &stdout_path, tries.stdout_written, size);
-        let mut sink = StdoutSink::new(tries.stdout_written - offset);
+        self.start(job, tries, &stdout_path, tries.stdout.written, size);
+        let mut sink = StdoutSink::new(tries.stdout.written - offset);
         let io_err = |source| DownloadError::Io {
             path: PathBuf::from("<stdout>"),
             source,
         };
-        if tries.stdout_written == 0 {
-            tries.stdout_verify =
+        if tries.stdout.written == 0 {
+            tries.stdout.verify =
                 checksum::Verifier::new(self.expected(job, &stdout_path, Some(response.headers())));
         }
         let mut position = offset;
-        let mut stream = response.bytes_stream();
-        let mut resume_at = None;
+        let mut body = Body::new(response, self.idle_timeout);
         loop {
-            let next = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return Err(DownloadError::Interrupted),
-                next = paced(&mut stream, resume_at) => next,
+            let chunk = match body.next(&self.cancel, std::future::pending()).await? {
+                Next::Chunk(chunk) => chunk,
+                Next::Tick => continue,
+                Next::End => break,
             };
-            match next {
-                Some(Ok(chunk)) => {
-                    let n = chunk.len() as u64;
-                    resume_at = limits.reserve(n);
-                    if let Some(v) = tries.stdout_verify.as_mut() {
-                        // Only the bytes not written by an earlier try.
-                        let new_from = tries.stdout_written.saturating_sub(position).min(n);
-                        v.update(&chunk[new_from as usize..]);
-                    }
-                    sink.push(chunk).await.map_err(io_err)?;
-                    position += n;
-                    if position > tries.stdout_written {
-                        tries.progress.add(position - tries.stdout_written);
-                        tries.stdout_written = position;
-                    }
-                }
-                Some(Err(e)) => return Err(DownloadError::from_reqwest(e, self.idle_timeout)),
-                None => break,
+            let n = chunk.len() as u64;
+            body.charge(limits, n);
+            if let Some(v) = tries.stdout.verify.as_mut() {
+                // Only the bytes not written by an earlier try.
+                let new_from = tries.stdout.written.saturating_sub(position).min(n);
+                v.update(&chunk[new_from as usize..]);
+            }
+            sink.push(chunk).await.map_err(io_err)?;
+            position += n;
+            if position > tries.stdout.written {
+                tries.progress.add(position - tries.stdout.written);
+                tries.stdout.written = position;
             }
         }
         sink.flush().await.map_err(io_err)?;
@@ -1320,7 +637,7 @@ impl Downloader {
             });
         }
         // The bytes are out already: a mismatch can only fail the download.
-        let checksum = match tries.stdout_verify.take().map(checksum::Verifier::finish) {
+        let checksum = match tries.stdout.verify.take().map(checksum::Verifier::finish) {
             Some(Err(mismatch)) => {
                 return Err(DownloadError::Checksum {
                     mismatch,
@@ -1336,59 +653,4 @@ impl Downloader {
             checksum,
         })
     }
-}
-
-/// Headers that carry secrets, sent only to the download's own origin.
-pub fn is_secret(name: &reqwest::header::HeaderName) -> bool {
-    use reqwest::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
-    name == AUTHORIZATION || name == COOKIE || name == PROXY_AUTHORIZATION
-}
-
-/// Whether a URL carries a user or password.
-fn has_userinfo(url: &reqwest::Url) -> bool {
-    !url.username().is_empty() || url.password().is_some()
-}
-
-/// A URL's user and password, percent-decoded (as reqwest sends them).
-fn userinfo(url: &reqwest::Url) -> Option<(String, Option<String>)> {
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    has_userinfo(url).then(|| (decode(url.username()), url.password().map(decode)))
-}
-
-/// A URL as volley shows it (events, messages, the summary) and records it
-/// (state files): a password in it reads `***`.
-pub fn redact(url: &reqwest::Url) -> String {
-    if url.password().is_none() {
-        return url.to_string();
-    }
-    let mut shown = url.clone();
-    let _ = shown.set_password(Some("***"));
-    shown.to_string()
-}
-
-/// Same scheme, host and port.
-fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
-}
-
-fn header_text(response: &Response, name: reqwest::header::HeaderName) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-fn validators_differ(known: &ResumeState, response: &Response) -> bool {
-    let differs = |old: &Option<String>, name| match (old, header_text(response, name)) {
-        (Some(a), Some(b)) => *a != b,
-        _ => false,
-    };
-    differs(&known.etag, ETAG) || differs(&known.last_modified, LAST_MODIFIED)
 }

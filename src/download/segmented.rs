@@ -34,18 +34,19 @@ use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
-use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use reqwest::header::{ACCEPT_ENCODING, IF_RANGE, RANGE};
 use reqwest::{Response, StatusCode};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::body::{Body, Next};
 use super::checksum::Verifier;
-use super::ratelimit::{paced, pause, Limits};
+use super::ratelimit::{pause, Limits};
 use super::state::ResumeState;
-use super::writer::{self, Ordered, SegmentWriter};
+use super::writer::{Ordered, SegmentWriter};
 use super::{
-    header_text, http, part_path, Completed, DownloadError, Downloader, Job, Slots, Tries,
+    http, part_path, range, Completed, DownloadError, Downloader, Job, Slots, Tries,
     CHECKPOINT_INTERVAL,
 };
 use crate::events::Progress;
@@ -369,10 +370,10 @@ async fn open_part(
 ) -> io::Result<File> {
     tokio::task::spawn_blocking(move || {
         if fresh {
-            writer::remove_if_exists(&ResumeState::path_for(&part))?;
+            crate::fs::remove_if_exists(&ResumeState::path_for(&part))?;
         }
-        let file = writer::create_nofollow(&part, fresh)?;
-        writer::reserve_space(&file, mode, 0, size)?;
+        let file = crate::fs::create_nofollow(&part, fresh)?;
+        crate::fs::reserve_space(&file, mode, 0, size)?;
         Ok(file)
     })
     .await
@@ -426,8 +427,8 @@ impl Downloader {
             table: Mutex::new(Table::default()),
             hash: Verifier::new(expected).map(Ordered::new),
             sources: job.sources().cloned().collect(),
-            home: tries.source,
-            dropped: Mutex::new(tries.abandoned.clone()),
+            home: tries.sources.current,
+            dropped: Mutex::new(tries.sources.abandoned.clone()),
             asked: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
             flush: tokio::sync::watch::Sender::new(0),
@@ -465,8 +466,8 @@ impl Downloader {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            if s != split.home && !tries.abandoned.contains(&s) {
-                tries.abandoned.push(s);
+            if s != split.home && !tries.sources.abandoned.contains(&s) {
+                tries.sources.abandoned.push(s);
             }
         }
         if let Some(job) = saving.take() {
@@ -497,11 +498,11 @@ impl Downloader {
                     let verified = match &hash {
                         Some(h) => Some(
                             Ordered::finish(h, &file, size)?
-                                .map_err(|m| writer::discard(&p, Some(&stale), m))?,
+                                .map_err(|m| super::commit::discard(&p, Some(&stale), m))?,
                         ),
                         None => None,
                     };
-                    writer::complete(&file, &p, &f, Some(&stale))?;
+                    super::commit::complete(&file, &p, &f, Some(&stale))?;
                     Ok(verified)
                 })
                 .await
@@ -614,13 +615,13 @@ impl<'a, S: Slots> Split<'a, S> {
             // The error that ends the try is the scheduler's to weigh (host
             // window, budget); the others are handled here.
             if !error.is_transient() || matches!(error, DownloadError::Restart(_)) {
-                tries.blame = mirror.then_some(source);
+                tries.sources.blame = mirror.then_some(source);
                 return Err(error);
             }
             let received = self.lock().received;
             if rounds.charge(conn, received) {
                 if tries.failed + 1 >= policy.max_attempts() {
-                    tries.blame = mirror.then_some(source);
+                    tries.sources.blame = mirror.then_some(source);
                     return Err(error);
                 }
                 tries.failed += 1;
@@ -789,7 +790,7 @@ impl<'a, S: Slots> Split<'a, S> {
             dropped.push(source);
         }
         DownloadError::MirrorDropped(format!(
-            "mirror {} {why}; dropped for this file",
+            "mirror {}: {why}; dropped for this file",
             super::redact(&self.sources[source])
         ))
     }
@@ -844,48 +845,16 @@ impl<'a, S: Slots> Split<'a, S> {
                 retry_after: http::retry_after(response.headers()),
             });
         }
-        let range = response
-            .headers()
-            .get(CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(http::parse_content_range);
-        let differs = |known: &Option<String>, name| match (known, header_text(response, name)) {
-            (Some(a), Some(b)) => *a != b,
-            _ => false,
+        let expected = range::Expected {
+            start,
+            size: Some(self.size),
+            // Validators are only comparable on the server that issued them.
+            validators: (!mirror).then(|| (self.etag.as_deref(), self.last_modified.as_deref())),
         };
-        match range {
-            None if mirror => Err(self.drop_source(source, "sent no valid Content-Range")),
-            Some((s, _, _)) if s != start && mirror => Err(self.drop_source(
-                source,
-                &format!("answered bytes from {s} to a request from {start}"),
-            )),
-            None => Err(DownloadError::Restart(
-                "206 without a valid Content-Range".into(),
-            )),
-            Some((s, _, _)) if s != start => Err(DownloadError::Restart(format!(
-                "asked for bytes from {start}, got from {s}"
-            ))),
-            Some((_, _, total)) if total != Some(self.size) && mirror => Err(self.drop_source(
-                source,
-                &format!(
-                    "has another size ({} bytes, not {})",
-                    total.map_or("unknown".into(), |t| t.to_string()),
-                    self.size
-                ),
-            )),
-            Some((_, _, total)) if total != Some(self.size) => Err(DownloadError::Restart(
-                "the file's size changed on the server".into(),
-            )),
-            Some(_)
-                if !mirror
-                    && (differs(&self.etag, ETAG)
-                        || differs(&self.last_modified, LAST_MODIFIED)) =>
-            {
-                Err(DownloadError::Restart(
-                    "the file changed on the server (ETag/Last-Modified differ)".into(),
-                ))
-            }
-            Some((_, last, _)) => Ok(last + 1),
+        match range::check(response, &expected) {
+            Ok(served) => Ok(served.end),
+            Err(problem) if mirror => Err(self.drop_source(source, &problem.to_string())),
+            Err(problem) => Err(DownloadError::Restart(problem.to_string())),
         }
     }
 
@@ -897,31 +866,26 @@ impl<'a, S: Slots> Split<'a, S> {
         response_end: u64,
         writer: &mut SegmentWriter,
     ) -> Result<(), DownloadError> {
-        let mut stream = response.bytes_stream();
-        let mut resume_at = None;
+        let mut body = Body::new(response, self.dl.idle_timeout);
         let mut flush = self.flush.subscribe();
         let io_err = |source| DownloadError::Io {
             path: self.part.clone(),
             source,
         };
         loop {
-            let next = tokio::select! {
-                biased;
-                _ = self.stop.cancelled() => return Err(DownloadError::Interrupted),
-                _ = flush.changed() => {
+            let tick = async {
+                let _ = flush.changed().await;
+            };
+            match body.next(&self.stop, tick).await? {
+                Next::Tick => {
                     let upto = writer.flush().await.map_err(io_err)?;
                     self.lock().wrote(conn, upto);
-                    continue;
                 }
-                next = paced(&mut stream, resume_at) => next,
-            };
-            match next {
-                Some(Ok(chunk)) => {
+                Next::Chunk(chunk) => {
                     let (take, range_done) = self.lock().accept(conn, chunk.len() as u64);
                     if take > 0 {
                         self.progress.add(take);
-                        resume_at = self.limits.reserve(take);
-                        if let Some(until) = resume_at {
+                        if let Some(until) = body.charge(&self.limits, take) {
                             // Paused by our own rate limit, not stalled.
                             self.lock().quiet_until(conn, until);
                         }
@@ -940,13 +904,12 @@ impl<'a, S: Slots> Split<'a, S> {
                         // The last bytes count against the rate limit too.
                         tokio::select! {
                             _ = self.stop.cancelled() => {}
-                            _ = pause(resume_at) => {}
+                            _ = pause(body.resume_at()) => {}
                         }
                         return Ok(());
                     }
                 }
-                Some(Err(e)) => return Err(DownloadError::from_reqwest(e, self.dl.idle_timeout)),
-                None => {
+                Next::End => {
                     let slot = self.lock().slot(conn);
                     return if slot.pos >= slot.end {
                         Ok(())

@@ -153,7 +153,7 @@ impl ResumeState {
     /// Write atomically and durably: temp file, fsync, rename.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let tmp = super::naming::state_tmp_path(path);
-        let mut file = crate::download::writer::create_private(&tmp)?;
+        let mut file = crate::fs::create_private(&tmp)?;
         file.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
         file.sync_data()?;
         std::fs::rename(&tmp, path)

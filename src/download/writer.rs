@@ -6,16 +6,16 @@
 //! thread instead ([`super::commit`]), which creates, writes, flushes and renames
 //! it together with the other small files waiting.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use super::checksum::{Checksum, Mismatch, Verifier};
-use super::commit::{self, Small};
+use super::commit::{self, complete, discard, Small};
+use crate::fs::{create_nofollow, reserve_space, write_at};
 use crate::options::FileAllocation;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
@@ -24,48 +24,6 @@ use tokio::task::JoinHandle;
 /// connection of a split one (up to 16 connections each hold one batch filling
 /// and one being written).
 pub const BATCH_BYTES: usize = 128 * 1024;
-
-/// The directory `path` is in: `.` for a bare name.
-pub fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
-}
-
-/// Open or create a file without following a symlink at its path, for writing
-/// and for reading back (checksums).
-pub fn create_nofollow(path: &Path, truncate: bool) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(truncate)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-}
-
-/// Create (or truncate) a file only its owner may read, without following a
-/// symlink at its path: state files, which hold the URL, and lists of failed
-/// downloads, which may hold credentials. An existing file is made private too.
-pub fn create_private(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::PermissionsExt;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(file)
-}
-
-/// fsync a directory so a rename in it survives a crash.
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
 
 /// Standard output (`-o -`) for a body that may be fetched in several tries:
 /// bytes an earlier try already wrote are dropped, never written twice.
@@ -317,40 +275,6 @@ impl PartWriter {
     }
 }
 
-/// A checksum mismatch: the `.part` and its state are deleted (the bytes are
-/// wrong, resuming them would keep them), and the mismatch is returned as an
-/// I/O error that wraps it.
-pub fn discard(part: &Path, state: Option<&Path>, mismatch: Mismatch) -> io::Error {
-    let _ = std::fs::remove_file(part);
-    if let Some(s) = state {
-        let _ = std::fs::remove_file(s);
-    }
-    io::Error::other(mismatch)
-}
-
-/// The mismatch inside an error made by [`discard`].
-pub fn as_mismatch(e: &io::Error) -> Option<&Mismatch> {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<Mismatch>())
-}
-
-/// The last step of every download to a file, on a blocking thread: flush `part`,
-/// rename it to `final_path`, remove the stale state file `remove`, and fsync the
-/// directory so the rename survives a crash.
-pub fn complete(
-    file: &File,
-    part: &Path,
-    final_path: &Path,
-    remove: Option<&Path>,
-) -> io::Result<()> {
-    file.sync_data()?;
-    std::fs::rename(part, final_path)?;
-    if let Some(state) = remove {
-        remove_if_exists(state)?;
-    }
-    sync_dir(parent_dir(final_path))
-}
-
 /// The in-order hash of a split download: the connection whose writes reach the
 /// hashed prefix feeds it directly; bytes that arrived out of order are read back
 /// when the contiguous prefix on disk grows ([`Ordered::catch_up`]).
@@ -510,50 +434,6 @@ impl SegmentWriter {
     }
 }
 
-/// Remove a file; one that is not there is fine.
-pub fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// Bytes available to an unprivileged user on the filesystem of `dir`.
-pub fn free_space(dir: &Path) -> io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a valid C string and `stat` a writable statvfs.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    #[allow(clippy::useless_conversion)] // the field types differ between platforms
-    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
-}
-
-/// Reserve space for a file of `size` bytes from `from` on (`--file-allocation`):
-/// `falloc` asks the filesystem for the blocks (falling back to a sparse size
-/// where it cannot), `prealloc` sets the size (sparse), `none` does nothing.
-pub fn reserve_space(file: &File, mode: FileAllocation, from: u64, size: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    if size <= from {
-        return Ok(());
-    }
-    match mode {
-        FileAllocation::None => Ok(()),
-        FileAllocation::Prealloc => file.set_len(size),
-        FileAllocation::Falloc => {
-            let len = (size - from) as libc::off_t;
-            // SAFETY: a valid open file descriptor.
-            match unsafe { libc::posix_fallocate(file.as_raw_fd(), from as libc::off_t, len) } {
-                0 => Ok(()),
-                libc::EOPNOTSUPP | libc::EINVAL => file.set_len(size),
-                err => Err(io::Error::from_raw_os_error(err)),
-            }
-        }
-    }
-}
-
 fn open_part(part: &Path, truncate: bool, offset: u64) -> io::Result<File> {
     let file = create_nofollow(part, truncate)?;
     if !truncate {
@@ -561,14 +441,6 @@ fn open_part(part: &Path, truncate: bool, offset: u64) -> io::Result<File> {
         file.set_len(offset)?;
     }
     Ok(file)
-}
-
-pub(super) fn write_at(file: &File, bufs: &[Bytes], mut offset: u64) -> io::Result<()> {
-    for b in bufs {
-        file.write_all_at(b, offset)?;
-        offset += b.len() as u64;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -479,7 +479,7 @@ async fn dry_run(shared: &Shared, job: &Job, tries: &mut Tries) -> Outcome {
         };
         dl.probe(job, tries).await
     };
-    let failed = plan.action.starts_with("fail");
+    let failed = plan.action.fails();
     dl.events.send(Event::Planned {
         id: job.id,
         url: job.url(),
@@ -487,14 +487,14 @@ async fn dry_run(shared: &Shared, job: &Job, tries: &mut Tries) -> Outcome {
         status: plan.status,
         size: plan.size,
         path: plan.path,
-        action: plan.action.clone(),
+        action: plan.action.to_string(),
     });
     if failed {
         Outcome::Failed(
             Failure {
                 id: job.id,
                 url: job.url(),
-                reason: plan.action,
+                reason: plan.action.to_string(),
             },
             0,
         )
@@ -519,26 +519,31 @@ fn next_source(job: &Job, tries: &mut Tries, transient: bool) -> Option<Switch> 
     // A mirror connection of a split download may be the one that failed; the
     // try used the current source too, so both count as failed this round
     // (otherwise the next try would start at once, without a retry spent).
-    let blamed = tries.blame.take();
-    let current = blamed.unwrap_or(tries.source);
-    if blamed.is_some() && !tries.failed_this_round.contains(&tries.source) {
-        tries.failed_this_round.push(tries.source);
+    let blamed = tries.sources.blame.take();
+    let current = blamed.unwrap_or(tries.sources.current);
+    if blamed.is_some()
+        && !tries
+            .sources
+            .failed_this_round
+            .contains(&tries.sources.current)
+    {
+        tries.sources.failed_this_round.push(tries.sources.current);
     }
-    if !transient && !tries.abandoned.contains(&current) {
-        tries.abandoned.push(current);
+    if !transient && !tries.sources.abandoned.contains(&current) {
+        tries.sources.abandoned.push(current);
     }
-    if !tries.failed_this_round.contains(&current) {
-        tries.failed_this_round.push(current);
+    if !tries.sources.failed_this_round.contains(&current) {
+        tries.sources.failed_this_round.push(current);
     }
-    let live = |i: &usize| !tries.abandoned.contains(i);
+    let live = |i: &usize| !tries.sources.abandoned.contains(i);
     if let Some(next) = (1..n)
         .map(|k| (current + k) % n)
         .filter(live)
-        .find(|i| !tries.failed_this_round.contains(i))
+        .find(|i| !tries.sources.failed_this_round.contains(i))
     {
         return Some(Switch::Now(next));
     }
-    tries.failed_this_round.clear();
+    tries.sources.failed_this_round.clear();
     (0..n)
         .map(|k| (current + k) % n)
         .find(live)
@@ -586,7 +591,7 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
     let dl = &shared.downloader;
     let policy = dl.retry;
     loop {
-        let host = shared.hosts.get(job.source(tries.source));
+        let host = shared.hosts.get(job.source(tries.sources.current));
         let connection = tokio::select! {
             biased;
             _ = dl.cancel.cancelled() => return Err(Stop::Interrupted),
@@ -595,7 +600,7 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
         let result = dl.attempt(job, tries, &host, connection).await;
         if let Err(e) = &result {
             // A mirror's error is not this host's.
-            if e.is_congestion() && tries.blame.is_none() {
+            if e.is_congestion() && tries.sources.blame.is_none() {
                 host.congestion(e.retry_after().map(|d| d.min(policy.max_wait)));
             }
         }
@@ -617,9 +622,9 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
                 // Bytes from a bad mirror may be the cause: the one try from
                 // scratch uses the first live source alone.
                 let n = job.sources().count();
-                if let Some(first) = (0..n).find(|i| !tries.abandoned.contains(i)) {
-                    tries.source = first;
-                    tries.abandoned = (0..n).filter(|&i| i != first).collect();
+                if let Some(first) = (0..n).find(|i| !tries.sources.abandoned.contains(i)) {
+                    tries.sources.current = first;
+                    tries.sources.abandoned = (0..n).filter(|&i| i != first).collect();
                 }
                 dl.retrying(job, tries, e.to_string(), Duration::ZERO);
                 continue;
@@ -628,7 +633,7 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
         };
         let mut transient = error.is_transient();
         if job.spec.mirrors().is_empty() || !error.is_source_failure() {
-            tries.blame = None;
+            tries.sources.blame = None;
         }
         if !job.spec.mirrors().is_empty() && error.is_source_failure() {
             // A mirror that disagrees with the file is given up on.
@@ -641,17 +646,17 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
                         format!(
                             "{} from {}; trying {}",
                             error,
-                            redact(job.source(tries.source)),
+                            redact(job.source(tries.sources.current)),
                             redact(job.source(next))
                         ),
                         Duration::ZERO,
                     );
-                    tries.source = next;
+                    tries.sources.current = next;
                     continue;
                 }
                 // Every live source failed once: a retry of them all.
                 Some(Switch::AfterRetry(next)) => {
-                    tries.source = next;
+                    tries.sources.current = next;
                     transient = true;
                 }
                 None => {}
