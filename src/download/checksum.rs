@@ -1,11 +1,18 @@
 //! Checksums: the algorithms (aria2c's names), expected digests from the user,
 //! from checksum files (`sha256sum`, `sha512sum`, `b2sum`, BSD style) and from the
 //! server (`Repr-Digest`, RFC 9530, and the older `Digest`), and an incremental
-//! hasher fed as the file's contiguous prefix grows.
+//! hasher fed as the file's contiguous prefix grows. Hex is the `hex` crate's,
+//! base64 the `base64` crate's, and `Repr-Digest` is read as the RFC 9651
+//! structured field it is by `sfv`.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::str::FromStr;
 
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::{DecodePaddingMode, Engine as _};
+use sfv::visitor::{DictionaryVisitor, EntryVisitor, Ignored, InnerListVisitor, ItemVisitor};
+use sfv::{BareItemFromInput, KeyRef};
 use sha2::Digest as _;
 
 /// A hash algorithm volley can verify.
@@ -94,8 +101,7 @@ pub struct Checksum {
 impl Checksum {
     /// A checksum from an algorithm and a hex digest of the right length.
     pub fn from_hex(algo: Algo, hex: &str) -> Result<Self, String> {
-        let digest =
-            decode_hex(hex.trim()).ok_or_else(|| format!("'{hex}' is not a hex digest"))?;
+        let digest = hex::decode(hex.trim()).map_err(|_| format!("'{hex}' is not a hex digest"))?;
         if digest.len() != algo.digest_len() {
             return Err(format!(
                 "a {} digest has {} hex digits, '{hex}' has {}",
@@ -121,72 +127,128 @@ impl FromStr for Checksum {
 
 impl fmt::Display for Checksum {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.algo.name(), hex(&self.digest))
+        write!(f, "{}={}", self.algo.name(), hex::encode(&self.digest))
     }
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
-}
-
-/// Standard base64 (with or without padding), as digest headers carry.
-fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.trim().trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = acc << 6 | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 /// The strongest supported digest a server sent in `Repr-Digest`
 /// (`sha-256=:BASE64:`) or `Digest` (`SHA-256=BASE64`).
 pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<Checksum> {
-    let mut found: Vec<Checksum> = Vec::new();
-    for name in ["repr-digest", "digest"] {
-        for value in headers.get_all(name) {
-            let Ok(text) = value.to_str() else { continue };
-            for item in text.split(',') {
-                let Some((algo, value)) = item.split_once('=') else {
-                    continue;
-                };
-                let Ok(algo) = algo.trim().parse::<Algo>() else {
-                    continue;
-                };
-                let value = value.trim().trim_matches(':');
-                if let Some(digest) = decode_base64(value).filter(|d| d.len() == algo.digest_len())
-                {
-                    found.push(Checksum { algo, digest });
-                }
-            }
+    // Of equally strong digests the last is taken, so `Digest` after `Repr-Digest`.
+    repr_digest(headers)
+        .into_iter()
+        .chain(legacy_digest(headers))
+        .max_by_key(|c| c.algo.strength())
+}
+
+/// A server's digest, if volley knows the algorithm and the length is right.
+fn server_digest(algo: &str, digest: Vec<u8>) -> Option<Checksum> {
+    let algo: Algo = algo.trim().parse().ok()?;
+    (digest.len() == algo.digest_len()).then_some(Checksum { algo, digest })
+}
+
+/// `Repr-Digest` (RFC 9530): a structured-field Dictionary of algorithm keys
+/// and Byte Sequence values, its field lines joined by commas before parsing
+/// (RFC 9651 §4.2). A field that does not parse is ignored whole, as RFC 9651
+/// asks; so are members of unknown algorithms or of other types.
+fn repr_digest(headers: &reqwest::header::HeaderMap) -> Vec<Checksum> {
+    let mut field = Vec::new();
+    for line in headers
+        .get_all("repr-digest")
+        .iter()
+        .filter(|l| !l.is_empty())
+    {
+        if !field.is_empty() {
+            field.extend_from_slice(b", ");
         }
+        field.extend_from_slice(line.as_bytes());
     }
-    found.into_iter().max_by_key(|c| c.algo.strength())
+    let Ok(ReprDigest(members)) = sfv::Parser::new(&field).parse_dictionary::<ReprDigest>() else {
+        return Vec::new();
+    };
+    members
+        .into_iter()
+        .filter_map(|(algo, digest)| server_digest(algo, digest?))
+        .collect()
+}
+
+/// The members of a `Repr-Digest` dictionary in order: each key, and its value
+/// when that is a Byte Sequence.
+#[derive(Default)]
+struct ReprDigest<'de>(Vec<(&'de str, Option<Vec<u8>>)>);
+
+impl<'de> DictionaryVisitor<'de> for ReprDigest<'de> {
+    type Out = Self;
+    type Error = Infallible;
+
+    fn entry(&mut self, key: &'de KeyRef) -> Result<impl EntryVisitor<'de>, Infallible> {
+        // A repeated key replaces the earlier value, in the earlier place (RFC 9651).
+        let at = match self.0.iter().position(|(k, _)| *k == key.as_str()) {
+            Some(at) => at,
+            None => {
+                self.0.push((key.as_str(), None));
+                self.0.len() - 1
+            }
+        };
+        Ok(Member(&mut self.0[at].1))
+    }
+
+    fn finish(self) -> Result<Self, Infallible> {
+        Ok(self)
+    }
+}
+
+/// One dictionary member's value: kept when it is a Byte Sequence, its
+/// parameters ignored.
+struct Member<'a>(&'a mut Option<Vec<u8>>);
+
+impl<'de> EntryVisitor<'de> for Member<'_> {
+    type Error = Infallible;
+
+    fn item(self) -> Result<impl ItemVisitor<'de>, Infallible> {
+        Ok(move |item: BareItemFromInput<'de>| {
+            *self.0 = match item {
+                BareItemFromInput::ByteSequence(bytes) => Some(bytes),
+                _ => None,
+            };
+            Ok::<_, Infallible>(Ignored)
+        })
+    }
+
+    fn inner_list(self) -> Result<impl InnerListVisitor<'de>, Infallible> {
+        *self.0 = None;
+        Ok(Ignored)
+    }
+}
+
+/// Base64 as servers write it in `Digest`: padding optional, stray low bits
+/// allowed (the length check catches a wrong digest).
+const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+const BASE64: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
+const BASE64_URL: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
+
+/// `Digest` (RFC 3230, which RFC 9530 obsoletes): comma-separated
+/// `ALGO=BASE64`, the names case-insensitive. It is no structured field
+/// (`SHA-256` is no valid key), so it is split by hand; a malformed item is
+/// skipped and the others still count. Values in RFC 9530's `:BASE64:` form
+/// and in the URL-safe alphabet are read too.
+fn legacy_digest(headers: &reqwest::header::HeaderMap) -> impl Iterator<Item = Checksum> + '_ {
+    headers
+        .get_all("digest")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|text| text.split(','))
+        .filter_map(|item| {
+            let (algo, value) = item.split_once('=')?;
+            let value = value.trim().trim_matches(':').trim_end_matches('=');
+            let digest = BASE64
+                .decode(value)
+                .or_else(|_| BASE64_URL.decode(value))
+                .ok()?;
+            server_digest(algo, digest)
+        })
 }
 
 /// One line of a checksum file: the name and its digest.
@@ -395,7 +457,7 @@ mod tests {
     fn digest(algo: Algo, data: &[u8]) -> String {
         let mut h = Hasher::new(algo);
         h.update(data);
-        hex(&h.finish())
+        hex::encode(h.finish())
     }
 
     #[test]
@@ -494,7 +556,7 @@ mod tests {
         let c = from_headers(&h).unwrap();
         assert_eq!(c.algo, Algo::Sha256);
         assert_eq!(
-            hex(&c.digest),
+            hex::encode(&c.digest),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         let mut h = HeaderMap::new();
@@ -509,5 +571,100 @@ mod tests {
             HeaderValue::from_static("crc32c=abc, sha-256=:tooshort:"),
         );
         assert!(from_headers(&h).is_none());
+    }
+
+    /// sha-256 and md5 of "abc" in base64, and the headers made of `lines`.
+    const SHA_B64: &str = "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=";
+    const MD5_B64: &str = "kAFQmDzST7DWlj99KOF/cg==";
+    const SHA_HEX: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    fn headers(lines: &[(&'static str, &str)]) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        for (name, value) in lines {
+            h.append(*name, value.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn repr_digest_is_a_structured_dictionary() {
+        // Field lines are one dictionary; parameters are ignored.
+        let h = headers(&[
+            ("repr-digest", &format!("md5=:{MD5_B64}:")),
+            ("repr-digest", ""),
+            ("repr-digest", &format!("sha-256=:{SHA_B64}:;x=1")),
+        ]);
+        assert_eq!(
+            from_headers(&h).unwrap().to_string(),
+            format!("sha-256={SHA_HEX}")
+        );
+        // A repeated key: the last value counts.
+        let h = headers(&[(
+            "repr-digest",
+            &format!("sha-256=:{MD5_B64}:, sha-256=:{SHA_B64}:"),
+        )]);
+        assert_eq!(hex::encode(from_headers(&h).unwrap().digest), SHA_HEX);
+        let h = headers(&[(
+            "repr-digest",
+            &format!("sha-256=:{SHA_B64}:, sha-256=:{MD5_B64}:"),
+        )]);
+        assert!(from_headers(&h).is_none());
+        // Padding may be left out; values of other types are no digest.
+        let h = headers(&[(
+            "repr-digest",
+            &format!(
+                "md5=:{}:, sha-256=abc, sha-512=(:{SHA_B64}:)",
+                MD5_B64.trim_end_matches('=')
+            ),
+        )]);
+        assert_eq!(from_headers(&h).unwrap().algo, Algo::Md5);
+    }
+
+    #[test]
+    fn malformed_repr_digest_is_ignored_whole() {
+        for bad in [
+            format!("sha-256=:{SHA_B64}:, md5=:not base64:"),
+            format!("sha-256=:{SHA_B64}"),
+            format!("SHA-256=:{SHA_B64}:"),
+            format!("sha-256=:{}:", SHA_B64.replace('+', "-")),
+        ] {
+            let h = headers(&[("repr-digest", &bad)]);
+            assert!(from_headers(&h).is_none(), "{bad}");
+            // The legacy header beside it still counts.
+            let h = headers(&[("repr-digest", &bad), ("digest", &format!("md5={MD5_B64}"))]);
+            assert_eq!(from_headers(&h).unwrap().algo, Algo::Md5, "{bad}");
+        }
+    }
+
+    #[test]
+    fn legacy_digest_is_read_leniently() {
+        // Names in any case, padding optional, URL-safe alphabet, RFC 9530's
+        // colons; a bad item does not spoil the others.
+        for value in [
+            format!("SHA-256={SHA_B64}"),
+            format!("sha256={}", SHA_B64.trim_end_matches('=')),
+            format!("Sha-256={}", SHA_B64.replace('+', "-").replace('/', "_")),
+            format!("sha-256=:{SHA_B64}:"),
+            format!("md5=%%%, sha-256={SHA_B64}, unixsum=30637"),
+        ] {
+            let h = headers(&[("digest", &value)]);
+            let c = from_headers(&h).unwrap_or_else(|| panic!("{value}"));
+            assert_eq!(hex::encode(&c.digest), SHA_HEX, "{value}");
+        }
+    }
+
+    #[test]
+    fn hex_digests_in_either_case() {
+        let c = Checksum::from_hex(Algo::Sha256, &SHA_HEX.to_ascii_uppercase()).unwrap();
+        assert_eq!(
+            c.to_string(),
+            format!("sha-256={SHA_HEX}"),
+            "printed lower-case"
+        );
+        let odd = &SHA_HEX[1..];
+        assert!(Checksum::from_hex(Algo::Sha256, odd).is_err());
+        let not_hex = SHA_HEX.replace('a', "g");
+        let e = Checksum::from_hex(Algo::Sha256, &not_hex).unwrap_err();
+        assert!(e.contains("is not a hex digest"), "{e}");
     }
 }

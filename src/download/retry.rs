@@ -1,6 +1,6 @@
 //! The retry policy: how many failed tries a download may have and how long to
-//! wait before the next one (exponential backoff with full jitter, or the
-//! server's `Retry-After`, both capped).
+//! wait before the next one (exponential backoff with full jitter, the random
+//! part drawn with `fastrand`, or the server's `Retry-After`, both capped).
 
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ impl RetryPolicy {
         self.retries.saturating_add(1)
     }
 
-    /// The wait after `failed_tries` failures.
+    /// The wait after `failed_tries` failures (`salt`: see [`backoff`]).
     pub fn delay(&self, failed_tries: u32, retry_after: Option<Duration>, salt: u64) -> Duration {
         backoff(self.wait, self.max_wait, failed_tries, retry_after, salt)
     }
@@ -29,31 +29,41 @@ impl RetryPolicy {
 
 /// Exponential backoff with full jitter: a random wait in `[0, min(cap, base·2^(n-1))]`;
 /// a server's `Retry-After` is honoured instead, up to the cap.
+///
+/// `_salt` (a job's or a connection's number) is no longer needed to keep
+/// downloads that fail together from retrying together: fastrand's generator
+/// is seeded at random for each thread and moves on with every draw. It stays
+/// so that callers need not change.
 pub fn backoff(
     base: Duration,
     cap: Duration,
     failed_tries: u32,
     retry_after: Option<Duration>,
-    salt: u64,
+    _salt: u64,
+) -> Duration {
+    backoff_with(
+        &mut fastrand::Rng::new(),
+        base,
+        cap,
+        failed_tries,
+        retry_after,
+    )
+}
+
+/// [`backoff`] drawing from `rng` (seeded in tests).
+fn backoff_with(
+    rng: &mut fastrand::Rng,
+    base: Duration,
+    cap: Duration,
+    failed_tries: u32,
+    retry_after: Option<Duration>,
 ) -> Duration {
     if let Some(wait) = retry_after {
         return wait.min(cap);
     }
     let exp = base.saturating_mul(1u32 << failed_tries.saturating_sub(1).min(20));
     let ceiling = exp.min(cap);
-    ceiling.mul_f64(jitter(salt ^ u64::from(failed_tries)))
-}
-
-/// A number in `[0, 1)` that differs between calls (xorshift over the clock).
-fn jitter(salt: u64) -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut x = nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    (x >> 11) as f64 / (1u64 << 53) as f64
+    ceiling.mul_f64(rng.f64())
 }
 
 #[cfg(test)]
@@ -64,11 +74,15 @@ mod tests {
     fn backoff_stays_under_the_exponential_ceiling_and_the_cap() {
         let base = Duration::from_secs(1);
         let cap = Duration::from_secs(60);
-        for n in 1..30 {
-            let d = backoff(base, cap, n, None, 7);
-            let ceiling = Duration::from_secs(1u64 << (n - 1).min(20)).min(cap);
-            assert!(d <= ceiling, "try {n}: {d:?} > {ceiling:?}");
+        for seed in 0..20 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            for n in 1..30 {
+                let d = backoff_with(&mut rng, base, cap, n, None);
+                let ceiling = Duration::from_secs(1u64 << (n - 1).min(20)).min(cap);
+                assert!(d <= ceiling, "seed {seed}, try {n}: {d:?} > {ceiling:?}");
+            }
         }
+        assert!(backoff(base, cap, 40, None, 7) <= cap);
     }
 
     #[test]
@@ -80,13 +94,34 @@ mod tests {
     }
 
     #[test]
-    fn jitter_spreads() {
-        let samples: Vec<f64> = (0..100).map(jitter).collect();
-        assert!(samples.iter().all(|&x| (0.0..1.0).contains(&x)));
-        let distinct = samples
+    fn jitter_is_full_and_seedable() {
+        // Third try, 1 s base: waits spread over the whole of [0, 4 s].
+        let ceiling = Duration::from_secs(4);
+        let draw = |seed| {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            (0..1000)
+                .map(|_| backoff_with(&mut rng, Duration::from_secs(1), ceiling * 10, 3, None))
+                .collect::<Vec<_>>()
+        };
+        let waits = draw(42);
+        assert!(waits.iter().all(|&d| d <= ceiling));
+        assert!(waits.iter().any(|&d| d < ceiling / 10), "no short wait");
+        assert!(waits.iter().any(|&d| d > ceiling * 9 / 10), "no long wait");
+        let distinct = waits
             .iter()
-            .map(|x| (x * 1000.0) as u32)
+            .map(|d| d.as_millis())
             .collect::<std::collections::HashSet<_>>();
-        assert!(distinct.len() > 50);
+        assert!(distinct.len() > 500, "{} distinct", distinct.len());
+        assert_eq!(waits, draw(42), "a seed gives the same waits");
+        assert_ne!(waits, draw(43));
+    }
+
+    #[test]
+    fn unseeded_waits_differ_between_calls() {
+        let base = Duration::from_secs(1);
+        let waits = (0..100)
+            .map(|_| backoff(base, base * 64, 7, None, 0))
+            .collect::<std::collections::HashSet<_>>();
+        assert!(waits.len() > 90, "{} distinct", waits.len());
     }
 }
