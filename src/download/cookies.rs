@@ -1,17 +1,26 @@
 //! The cookie jar: Netscape `cookies.txt` in (`--load-cookies`) and out
 //! (`--save-cookies`), and the cookies servers set during the run.
 //!
-//! Matching follows RFC 6265: a cookie goes to its own host (host-only) or also
-//! to its subdomains (a `Domain` attribute, or `TRUE` / a leading dot in the
-//! file), to request paths under its path, over https only when `Secure`, and
-//! only until it expires.
+//! The jar is [`cookie_store`] (reqwest's own), which follows RFC 6265: a
+//! cookie goes to its own host (host-only) or also to its subdomains (a
+//! `Domain` attribute, or `TRUE` / a leading dot in the file), to request paths
+//! under its path, and only until it expires. On top of it volley refuses
+//! cookies for a public suffix (`co.uk`), sets and sends `Secure` cookies over
+//! https only, and sends cookies in RFC 6265 order (longer paths first, then
+//! older first). `cookie_store` has no Netscape format: the reader and writer
+//! are here.
 
+use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cookie::time::OffsetDateTime;
+use cookie_store::{Cookie, CookieDomain, CookieExpiration, CookiePath, CookieStore, RawCookie};
 use reqwest::header::HeaderValue;
 use reqwest::Url;
 
@@ -21,6 +30,9 @@ const NETSCAPE_HEADER: &str = "# Netscape HTTP Cookie File";
 const HTTP_ONLY_PREFIX: &str = "#HttpOnly_";
 /// Fields of one Netscape cookie line.
 const NETSCAPE_FIELDS: usize = 7;
+/// The latest expiry `cookie_store` keeps (9999-12-31T23:59:59Z), in Unix
+/// seconds: a later one, or a huge `Max-Age`, becomes this (RFC 6265 5.2.1).
+const LATEST: u64 = 253_402_300_799;
 
 /// Why a cookie file could not be used: a usage error (exit 2) when loading.
 #[derive(Debug, thiserror::Error)]
@@ -45,88 +57,69 @@ pub enum CookieError {
     },
 }
 
-/// One stored cookie.
-#[derive(Clone, PartialEq, Eq)]
-struct Cookie {
-    /// Lowercase host or domain, without a leading dot.
-    domain: String,
-    /// Sent to `domain` only, not to its subdomains.
-    host_only: bool,
-    /// Sent to request paths under this one.
-    path: String,
-    /// Sent over https only.
-    secure: bool,
-    /// Not for scripts; kept only to be written back with `#HttpOnly_`.
-    http_only: bool,
-    /// Unix seconds after which it is gone; `None` for a session cookie.
-    expires: Option<u64>,
-    /// Name.
-    name: String,
-    /// Value.
-    value: String,
+/// A cookie's place in the store: domain, path and name.
+type Key = (String, String, String);
+
+fn key(c: &Cookie<'_>) -> Key {
+    (
+        String::from(&c.domain),
+        String::from(&c.path),
+        c.name().into(),
+    )
 }
 
-impl fmt::Debug for Cookie {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cookie")
-            .field("domain", &self.domain)
-            .field("host_only", &self.host_only)
-            .field("path", &self.path)
-            .field("secure", &self.secure)
-            .field("expires", &self.expires)
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
+/// The store, and the order its cookies were created in: `cookie_store` keeps
+/// hash maps, but RFC 6265 5.4 sends older cookies first among equal paths, and
+/// the saved file keeps that order.
+#[derive(Default)]
+struct Cookies {
+    store: CookieStore,
+    born: HashMap<Key, u64>,
+    next: u64,
 }
 
-impl Cookie {
-    fn expired(&self, now: u64) -> bool {
-        self.expires.is_some_and(|t| t <= now)
+impl Cookies {
+    /// Note `key` as created now, unless it is already there: a replaced
+    /// cookie keeps its age (RFC 6265 5.3 step 11).
+    fn stamp(&mut self, key: Key) {
+        self.next += 1;
+        self.born.entry(key).or_insert(self.next);
     }
 
-    /// Whether it goes with a request to `host` (lowercase, no brackets) and
-    /// `path` over https (`secure`) or not, at `now`.
-    fn matches(&self, host: &str, path: &str, secure: bool, now: u64) -> bool {
-        (secure || !self.secure)
-            && !self.expired(now)
-            && if self.host_only {
-                host == self.domain
-            } else {
-                domain_match(host, &self.domain)
-            }
-            && path_match(path, &self.path)
+    fn remove(&mut self, key: &Key) {
+        self.store.remove(&key.0, &key.1, &key.2);
+        self.born.remove(key);
     }
 
-    /// The Netscape line (without newline).
-    fn netscape_line(&self) -> String {
-        let flag = |b: bool| if b { "TRUE" } else { "FALSE" };
-        format!(
-            "{}{}{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            if self.http_only { HTTP_ONLY_PREFIX } else { "" },
-            if self.host_only { "" } else { "." },
-            self.domain,
-            flag(!self.host_only),
-            self.path,
-            flag(self.secure),
-            self.expires.unwrap_or(0),
-            self.name,
-            self.value
-        )
+    /// Drop every cookie expired at `now`.
+    fn purge(&mut self, now: u64) {
+        let gone: Vec<Key> = (self.store.iter_any())
+            .filter(|c| c.expires_by(&at(now)))
+            .map(key)
+            .collect();
+        gone.iter().for_each(|k| self.remove(k));
+    }
+
+    /// The cookies alive at `now`, oldest first.
+    fn live(&self, now: u64) -> Vec<&Cookie<'static>> {
+        let mut live: Vec<_> = (self.store.iter_any())
+            .filter(|c| !c.expires_by(&at(now)))
+            .collect();
+        live.sort_by_cached_key(|c| self.born.get(&key(c)).copied());
+        live
     }
 }
 
 /// The run's cookies, shared with the HTTP client.
 #[derive(Default)]
 pub struct Jar {
-    /// Every live cookie, oldest first (the order ties are sent in).
-    cookies: Mutex<Vec<Cookie>>,
+    cookies: Mutex<Cookies>,
 }
 
 impl fmt::Debug for Jar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Jar")
-            .field("cookies", &self.lock().len())
-            .finish()
+        let count = self.lock().born.len();
+        f.debug_struct("Jar").field("cookies", &count).finish()
     }
 }
 
@@ -140,10 +133,8 @@ impl Jar {
             path: path.to_path_buf(),
             source,
         })?;
-        let cookies = parse_netscape(&String::from_utf8_lossy(&bytes), path, unix_now())?;
-        Ok(Jar {
-            cookies: Mutex::new(cookies),
-        })
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(Jar::from_cookies(parse_netscape(&text, path, unix_now())?))
     }
 
     /// Write every unexpired cookie to `path` in Netscape format.
@@ -158,17 +149,35 @@ impl Jar {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Cookie>> {
+    /// A jar of these cookies; a later one with the same domain, path and
+    /// name replaces the earlier one in its place.
+    fn from_cookies(all: Vec<Cookie<'static>>) -> Jar {
+        let mut cookies = Cookies::default();
+        all.iter().for_each(|c| cookies.stamp(key(c)));
+        let all = all.into_iter().map(Ok::<_, std::convert::Infallible>);
+        let Ok(store) = CookieStore::from_cookies(all, true);
+        cookies.store = store;
+        Jar {
+            cookies: Mutex::new(cookies),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Cookies> {
         self.cookies.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The Netscape lines of the cookies alive at `now`, oldest first.
+    fn lines(&self, now: u64) -> Vec<String> {
+        self.lock()
+            .live(now)
+            .into_iter()
+            .map(netscape_line)
+            .collect()
+    }
+
     fn to_netscape(&self, now: u64) -> String {
-        let mut text = format!("{NETSCAPE_HEADER}\n# Written by volley.\n\n");
-        for cookie in self.lock().iter().filter(|c| !c.expired(now)) {
-            text.push_str(&cookie.netscape_line());
-            text.push('\n');
-        }
-        text
+        let lines: String = self.lines(now).into_iter().map(|l| l + "\n").collect();
+        format!("{NETSCAPE_HEADER}\n# Written by volley.\n\n{lines}")
     }
 
     /// The `Cookie` header value for `url` at `now`.
@@ -178,51 +187,39 @@ impl Jar {
             "http" => false,
             _ => return None,
         };
-        let host = normalized_host(url)?;
         let cookies = self.lock();
-        let mut matching: Vec<&Cookie> = cookies
-            .iter()
-            .filter(|c| c.matches(&host, url.path(), secure, now))
-            .collect();
-        if matching.is_empty() {
-            return None;
-        }
+        let mut matching = cookies.live(now);
+        // `cookie_store` would send Secure cookies to http://localhost too.
+        matching.retain(|c| {
+            (secure || c.secure() != Some(true)) && c.domain.matches(url) && c.path.matches(url)
+        });
         // Longer paths first (RFC 6265 5.4); the sort is stable, so older
         // cookies stay ahead among equals.
-        matching.sort_by_key(|c| std::cmp::Reverse(c.path.len()));
-        let pairs: Vec<String> = matching
-            .iter()
-            .map(|c| {
-                if c.name.is_empty() {
-                    c.value.clone()
-                } else {
-                    format!("{}={}", c.name, c.value)
-                }
+        matching.sort_by_key(|c| Reverse(c.path.len()));
+        let pairs: Vec<String> = (matching.iter())
+            .map(|c| match c.name() {
+                "" => c.value().to_string(),
+                name => format!("{name}={}", c.value()),
             })
             .collect();
-        Some(pairs.join("; "))
+        (!pairs.is_empty()).then(|| pairs.join("; "))
     }
 
     /// Store the cookie of one `Set-Cookie` value received from `url` at `now`;
-    /// a cookie that is invalid or not allowed for `url` is ignored.
+    /// a cookie that is invalid or not allowed for `url` is ignored, an
+    /// expired one deletes its namesake.
     fn set_cookie(&self, header: &str, url: &Url, now: u64) {
-        let Some(cookie) = parse_set_cookie(header, url, now) else {
+        let Some(cookie) = accept(header, url, now) else {
             return;
         };
+        let key = key(&cookie);
         let mut cookies = self.lock();
-        let same = |c: &Cookie| {
-            c.domain == cookie.domain && c.path == cookie.path && c.name == cookie.name
-        };
-        match cookies.iter().position(same) {
-            // Replaced in place, so it keeps its age among equals.
-            Some(i) if !cookie.expired(now) => cookies[i] = cookie,
-            Some(i) => {
-                cookies.remove(i);
-            }
-            None if !cookie.expired(now) => cookies.push(cookie),
-            None => {}
+        cookies.purge(now);
+        if cookie.expires_by(&at(now)) {
+            cookies.remove(&key);
+        } else if cookies.store.insert(cookie, url).is_ok() {
+            cookies.stamp(key);
         }
-        cookies.retain(|c| !c.expired(now));
     }
 }
 
@@ -242,6 +239,44 @@ impl reqwest::cookie::CookieStore for Jar {
     }
 }
 
+/// The cookie of one `Set-Cookie` value from `url`, or `None` when it must be
+/// ignored. `cookie_store` parses it (RFC 6265 5.2 and 5.3) and refuses
+/// another site's `Domain`; volley's own rules are here. `Max-Age` counts from
+/// `now`, the clock the jar matches with.
+fn accept(header: &str, url: &Url, now: u64) -> Option<Cookie<'static>> {
+    let raw = RawCookie::parse(header.to_string()).ok()?;
+    // Controls (TAB too) could be neither sent back nor written to the file;
+    // a Secure cookie is set over https only (`cookie_store` would take it
+    // from http://localhost).
+    if has_controls(raw.name())
+        || has_controls(raw.value())
+        || (raw.secure() == Some(true) && url.scheme() != "https")
+    {
+        return None;
+    }
+    let mut cookie = Cookie::try_from_raw_cookie(&raw, url).ok()?;
+    if let CookieDomain::Suffix(domain) = &cookie.domain {
+        // A bare top-level name (`com`) or a public suffix (`co.uk`,
+        // `github.io`, from the Public Suffix List; `cookie_store` would need
+        // the list as a file) is refused, unless it is the host itself: then
+        // the cookie is host-only (RFC 6265 5.3 step 5), as for an IP address.
+        let public = !domain.contains('.') || psl::suffix_str(domain) == Some(domain.as_str());
+        if public || domain.parse::<IpAddr>().is_ok() {
+            if url.host_str() != Some(domain.as_str()) {
+                return None;
+            }
+            cookie.domain = CookieDomain::HostOnly(domain.clone());
+        }
+    }
+    if let Some(age) = raw.max_age() {
+        cookie.expires = match age.is_positive() {
+            true => CookieExpiration::from(at(now).saturating_add(age)),
+            false => CookieExpiration::from(0u64),
+        };
+    }
+    Some(cookie)
+}
+
 /// Seconds since the Unix epoch.
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -250,40 +285,10 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// The URL's host, lowercase, without IPv6 brackets.
-fn normalized_host(url: &Url) -> Option<String> {
-    let host = url.host_str()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    Some(host.to_ascii_lowercase())
-}
-
-/// RFC 6265 5.1.3: `host` is `domain` or a subdomain of it (never for an IP).
-fn domain_match(host: &str, domain: &str) -> bool {
-    host == domain
-        || (host.len() > domain.len()
-            && host.ends_with(domain)
-            && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
-            && host.parse::<std::net::IpAddr>().is_err())
-}
-
-/// RFC 6265 5.1.4: `request` is `cookie` or below it.
-fn path_match(request: &str, cookie: &str) -> bool {
-    request == cookie
-        || (request.starts_with(cookie)
-            && (cookie.ends_with('/') || request.as_bytes().get(cookie.len()) == Some(&b'/')))
-}
-
-/// RFC 6265 5.1.4: the directory of the request path, the path of a cookie
-/// set without `Path`.
-fn default_path(url: &Url) -> String {
-    let path = url.path();
-    match path.rfind('/') {
-        Some(0) | None => "/".to_string(),
-        Some(i) => path[..i].to_string(),
-    }
+/// Unix seconds as a time `cookie_store` compares with.
+fn at(secs: u64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(secs.min(LATEST) as i64)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Whether a name or value holds a character that cannot be sent back or
@@ -292,110 +297,34 @@ fn has_controls(s: &str) -> bool {
     s.chars().any(|c| c.is_control())
 }
 
-/// One `Set-Cookie` value from `url` (RFC 6265 5.2 and 5.3), or `None` when
-/// it must be ignored. An already expired result means "delete".
-fn parse_set_cookie(header: &str, url: &Url, now: u64) -> Option<Cookie> {
-    let host = normalized_host(url)?;
-    let mut parts = header.split(';');
-    let (name, value) = parts.next()?.split_once('=')?;
-    let (name, value) = (name.trim(), value.trim());
-    if (name.is_empty() && value.is_empty()) || has_controls(name) || has_controls(value) {
-        return None;
-    }
-    let mut max_age: Option<i64> = None;
-    let mut expires: Option<u64> = None;
-    let mut domain: Option<String> = None;
-    let mut path: Option<String> = None;
-    let mut secure = false;
-    let mut http_only = false;
-    for attribute in parts {
-        let (key, val) = match attribute.split_once('=') {
-            Some((k, v)) => (k.trim(), v.trim()),
-            None => (attribute.trim(), ""),
-        };
-        match key.to_ascii_lowercase().as_str() {
-            "max-age" => {
-                let digits = val.strip_prefix('-').unwrap_or(val);
-                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                    // Too many digits: as good as forever (or the past).
-                    max_age = Some(val.parse().unwrap_or(if val.starts_with('-') {
-                        i64::MIN
-                    } else {
-                        i64::MAX
-                    }));
-                }
-            }
-            "expires" => {
-                if let Some(t) = parse_cookie_date(val) {
-                    expires = Some(t);
-                }
-            }
-            "domain" if !val.is_empty() => {
-                domain = Some(val.trim_start_matches('.').to_ascii_lowercase());
-            }
-            "path" if val.starts_with('/') => path = Some(val.to_string()),
-            "secure" => secure = true,
-            "httponly" => http_only = true,
-            _ => {}
-        }
-    }
-    // Max-Age wins over Expires; a non-positive one deletes at once.
-    let expires = match max_age {
-        Some(secs) if secs <= 0 => Some(0),
-        Some(secs) => Some(now.saturating_add(secs.unsigned_abs())),
-        None => expires,
+/// The Netscape line of a stored cookie (without newline).
+fn netscape_line(c: &Cookie<'_>) -> String {
+    let flag = |b: bool| if b { "TRUE" } else { "FALSE" };
+    let http_only = match c.http_only() {
+        Some(true) => HTTP_ONLY_PREFIX,
+        _ => "",
     };
-    let (domain, host_only) = match domain {
-        Some(d) if d == host => (d, true),
-        Some(d) => {
-            // Another host's domain, a bare top-level name (`com`) or any
-            // public suffix (`co.uk`, `github.io`, from the Public Suffix
-            // List) is refused: a server may only set cookies for itself and
-            // the registrable domain above it.
-            if !domain_match(&host, &d)
-                || !d.contains('.')
-                || psl::suffix_str(&d) == Some(d.as_str())
-            {
-                return None;
-            }
-            (d, false)
-        }
-        None => (host, true),
+    let wide = matches!(c.domain, CookieDomain::Suffix(_));
+    let dot = if wide { "." } else { "" };
+    let domain = String::from(&c.domain);
+    let host = domain.trim_start_matches('[').trim_end_matches(']');
+    let expires = match c.expires {
+        CookieExpiration::AtUtc(t) => t.unix_timestamp().max(1),
+        CookieExpiration::SessionEnd => 0,
     };
-    // A secure cookie may only be set over https.
-    if secure && url.scheme() != "https" {
-        return None;
-    }
-    Some(Cookie {
-        domain,
-        host_only,
-        path: path.unwrap_or_else(|| default_path(url)),
-        secure,
-        http_only,
-        expires,
-        name: name.to_string(),
-        value: value.to_string(),
-    })
-}
-
-/// An `Expires` date: the HTTP date formats, also with dashes
-/// (`Wed, 21-Oct-2015 07:28:00 GMT`), as Unix seconds.
-fn parse_cookie_date(s: &str) -> Option<u64> {
-    let parsed = httpdate::parse_http_date(s)
-        .or_else(|_| httpdate::parse_http_date(&s.replace('-', " ")))
-        .ok()?;
-    Some(
-        parsed
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+    let (path, secure) = (&*c.path, flag(c.secure() == Some(true)));
+    let (name, value) = c.name_value();
+    format!(
+        "{http_only}{dot}{host}\t{}\t{path}\t{secure}\t{expires}\t{name}\t{value}",
+        flag(wide)
     )
 }
 
 /// Parse a Netscape cookies.txt; expired cookies are dropped. `path` only
 /// names the file in errors.
-fn parse_netscape(text: &str, path: &Path, now: u64) -> Result<Vec<Cookie>, CookieError> {
-    let mut cookies: Vec<Cookie> = Vec::new();
+fn parse_netscape(text: &str, path: &Path, now: u64) -> Result<Vec<Cookie<'static>>, CookieError> {
+    let any = Url::parse("http://localhost/").expect("a valid URL");
+    let mut cookies = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let err = |reason: String| CookieError::Parse {
             path: path.to_path_buf(),
@@ -432,35 +361,34 @@ fn parse_netscape(text: &str, path: &Path, now: u64) -> Result<Vec<Cookie>, Cook
                 fields[4]
             ))
         })?;
-        let domain = domain_field.trim_start_matches('.').to_ascii_lowercase();
+        let mut domain = domain_field.trim_start_matches('.').to_ascii_lowercase();
         if domain.is_empty() {
             return Err(err("the domain field is empty".to_string()));
         }
-        let cookie_path = match fields[2] {
-            "" => "/".to_string(),
-            p => p.to_string(),
-        };
-        let cookie = Cookie {
-            host_only: !include_subdomains && !domain_field.starts_with('.'),
-            domain,
-            path: cookie_path,
-            secure,
-            http_only,
-            expires: (expiry != 0).then_some(expiry),
-            name: fields[5].to_string(),
-            value: fields[6].to_string(),
-        };
-        if cookie.expired(now) {
+        if expiry != 0 && expiry <= now {
             continue;
         }
-        // A later line for the same cookie replaces the earlier one.
-        let same = |c: &Cookie| {
-            c.domain == cookie.domain && c.path == cookie.path && c.name == cookie.name
-        };
-        match cookies.iter().position(same) {
-            Some(i) => cookies[i] = cookie,
-            None => cookies.push(cookie),
+        // `cookie_store` makes a cookie from a response to some URL; its
+        // domain, path and expiry are then the line's. A path that does not
+        // start with `/` becomes `/`, as in curl.
+        let raw = RawCookie::build((fields[5].to_string(), fields[6].to_string()))
+            .secure(secure)
+            .http_only(http_only)
+            .build();
+        let mut cookie = Cookie::try_from_raw_cookie(&raw, &any).expect("a plain cookie");
+        if domain.parse::<Ipv6Addr>().is_ok() {
+            domain = format!("[{domain}]");
         }
+        cookie.domain = match include_subdomains || domain_field.starts_with('.') {
+            true => CookieDomain::Suffix(domain),
+            false => CookieDomain::HostOnly(domain),
+        };
+        cookie.path = CookiePath::new(fields[2], &any);
+        cookie.expires = match expiry {
+            0 => CookieExpiration::SessionEnd,
+            t => CookieExpiration::from(at(t)),
+        };
+        cookies.push(cookie);
     }
     Ok(cookies)
 }
@@ -497,20 +425,25 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    const NOW: u64 = 1_700_000_000;
+    /// The tests' clock; `cookie_store` refuses to store a cookie that the
+    /// real clock says has expired, so it is the real one.
+    static NOW: std::sync::LazyLock<u64> = std::sync::LazyLock::new(unix_now);
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
     }
 
     fn jar(text: &str) -> Jar {
-        Jar {
-            cookies: Mutex::new(parse_netscape(text, Path::new("/c.txt"), NOW).unwrap()),
-        }
+        Jar::from_cookies(parse_netscape(text, Path::new("/c.txt"), *NOW).unwrap())
     }
 
     fn header(jar: &Jar, u: &str) -> Option<String> {
-        jar.header_for(&url(u), NOW)
+        jar.header_for(&url(u), *NOW)
+    }
+
+    /// Every cookie in the store, expired or not.
+    fn stored(jar: &Jar) -> usize {
+        jar.lock().store.iter_any().count()
     }
 
     #[test]
@@ -518,36 +451,24 @@ mod tests {
         let j = jar("# Netscape HTTP Cookie File\n\
              \n\
              example.org\tFALSE\t/\tFALSE\t0\tsid\tabc\n\
-             .example.com\tTRUE\t/docs\tTRUE\t1800000000\tpref\tx=y\n\
+             .example.com\tTRUE\t/docs\tTRUE\t4000000000\tpref\tx=y\n\
              #HttpOnly_h.test\tFALSE\t/\tFALSE\t0\ttok\t\r\n\
              # example.net\tFALSE\t/\tFALSE\t0\tcommented\tout\n");
-        let cookies = j.lock().clone();
-        assert_eq!(cookies.len(), 3, "{cookies:?}");
+        // Each stored cookie, field by field, as its Netscape line.
         assert_eq!(
-            cookies[0],
-            Cookie {
-                domain: "example.org".into(),
-                host_only: true,
-                path: "/".into(),
-                secure: false,
-                http_only: false,
-                expires: None,
-                name: "sid".into(),
-                value: "abc".into(),
-            }
+            j.lines(*NOW),
+            [
+                "example.org\tFALSE\t/\tFALSE\t0\tsid\tabc",
+                ".example.com\tTRUE\t/docs\tTRUE\t4000000000\tpref\tx=y",
+                "#HttpOnly_h.test\tFALSE\t/\tFALSE\t0\ttok\t",
+            ]
         );
-        assert!(!cookies[1].host_only && cookies[1].secure);
-        assert_eq!(cookies[1].domain, "example.com");
-        assert_eq!(cookies[1].expires, Some(1_800_000_000));
-        assert_eq!(cookies[1].value, "x=y");
-        assert!(cookies[2].http_only);
-        assert_eq!(cookies[2].value, "");
     }
 
     #[test]
     fn malformed_lines_name_file_and_line() {
         let err = |text: &str| {
-            parse_netscape(text, Path::new("/c.txt"), NOW)
+            parse_netscape(text, Path::new("/c.txt"), *NOW)
                 .unwrap_err()
                 .to_string()
         };
@@ -583,7 +504,7 @@ mod tests {
         let j = jar("h\tFALSE\t/docs\tFALSE\t0\tdocs\t1\n\
              h\tFALSE\t/\tTRUE\t0\tsecure\t2\n\
              h\tFALSE\t/\tFALSE\t1000\told\t3\n\
-             h\tFALSE\t/\tFALSE\t1900000000\tlater\t4\n");
+             h\tFALSE\t/\tFALSE\t4100000000\tlater\t4\n");
         assert_eq!(header(&j, "http://h/"), Some("later=4".into()));
         assert_eq!(
             header(&j, "http://h/docs/a"),
@@ -598,24 +519,21 @@ mod tests {
     #[test]
     fn public_suffixes_cannot_be_cookie_domains() {
         let j = Jar::default();
-        j.set_cookie("wide=1; Domain=co.uk", &url("http://evil.co.uk/"), NOW);
+        j.set_cookie("wide=1; Domain=co.uk", &url("http://evil.co.uk/"), *NOW);
         j.set_cookie(
             "pages=1; Domain=github.io",
             &url("http://me.github.io/"),
-            NOW,
+            *NOW,
         );
-        assert_eq!(j.header_for(&url("http://bank.co.uk/"), NOW), None);
-        assert_eq!(j.header_for(&url("http://you.github.io/"), NOW), None);
+        assert_eq!(header(&j, "http://bank.co.uk/"), None);
+        assert_eq!(header(&j, "http://you.github.io/"), None);
         // The registrable domain itself is fine.
         j.set_cookie(
             "ok=1; Domain=evil.co.uk",
             &url("http://www.evil.co.uk/"),
-            NOW,
+            *NOW,
         );
-        assert_eq!(
-            j.header_for(&url("http://evil.co.uk/"), NOW).as_deref(),
-            Some("ok=1")
-        );
+        assert_eq!(header(&j, "http://evil.co.uk/").as_deref(), Some("ok=1"));
     }
 
     #[test]
@@ -624,34 +542,34 @@ mod tests {
         j.set_cookie(
             "sid=abc; Path=/; Max-Age=3600",
             &url("http://a.example.org/x/y"),
-            NOW,
+            *NOW,
         );
         j.set_cookie(
             "wide=1; Domain=.Example.org",
             &url("http://a.example.org/x/y"),
-            NOW,
+            *NOW,
         );
         j.set_cookie(
             "evil=1; Domain=other.org",
             &url("http://a.example.org/"),
-            NOW,
+            *NOW,
         );
-        j.set_cookie("tld=1; Domain=org", &url("http://a.example.org/"), NOW);
+        j.set_cookie("tld=1; Domain=org", &url("http://a.example.org/"), *NOW);
         j.set_cookie(
             "sub=1; Domain=b.a.example.org",
             &url("http://a.example.org/"),
-            NOW,
+            *NOW,
         );
-        j.set_cookie("noequals", &url("http://a.example.org/"), NOW);
-        let cookies = j.lock().clone();
-        assert_eq!(cookies.len(), 2, "{cookies:?}");
-        assert_eq!(cookies[0].domain, "a.example.org");
-        assert!(cookies[0].host_only);
-        assert_eq!(cookies[0].expires, Some(NOW + 3600));
-        assert_eq!(cookies[1].domain, "example.org");
-        assert!(!cookies[1].host_only);
-        // No Path: the directory of the request path.
-        assert_eq!(cookies[1].path, "/x");
+        j.set_cookie("noequals", &url("http://a.example.org/"), *NOW);
+        // Host-only, then a domain cookie whose path (none given) is the
+        // directory of the request path.
+        assert_eq!(
+            j.lines(*NOW),
+            [
+                format!("a.example.org\tFALSE\t/\tFALSE\t{}\tsid\tabc", *NOW + 3600),
+                ".example.org\tTRUE\t/x\tFALSE\t0\twide\t1".into(),
+            ]
+        );
         assert_eq!(
             header(&j, "http://a.example.org/x/z"),
             Some("wide=1; sid=abc".into())
@@ -663,29 +581,45 @@ mod tests {
     #[test]
     fn set_cookie_on_an_ip_host() {
         let j = Jar::default();
-        j.set_cookie("a=1; Domain=127.0.0.1", &url("http://127.0.0.1:8080/"), NOW);
-        j.set_cookie("b=2; Domain=0.0.1", &url("http://127.0.0.1:8080/"), NOW);
+        j.set_cookie(
+            "a=1; Domain=127.0.0.1",
+            &url("http://127.0.0.1:8080/"),
+            *NOW,
+        );
+        j.set_cookie("b=2; Domain=0.0.1", &url("http://127.0.0.1:8080/"), *NOW);
         assert_eq!(header(&j, "http://127.0.0.1:9/"), Some("a=1".into()));
-        assert!(j.lock()[0].host_only);
+        assert_eq!(j.lines(*NOW), ["127.0.0.1\tFALSE\t/\tFALSE\t0\ta\t1"]);
+    }
+
+    #[test]
+    fn a_domain_that_is_the_host_covers_its_subdomains() {
+        // RFC 6265 5.3 step 6 (the jar before cookie_store made it host-only).
+        let j = Jar::default();
+        j.set_cookie("d=1; Domain=example.org", &url("http://example.org/"), *NOW);
+        assert_eq!(header(&j, "http://www.example.org/"), Some("d=1".into()));
+        // A public suffix that is the host itself: host-only (step 5).
+        j.set_cookie("p=1; Domain=github.io", &url("http://github.io/"), *NOW);
+        assert_eq!(header(&j, "http://github.io/"), Some("p=1".into()));
+        assert_eq!(header(&j, "http://me.github.io/"), None);
     }
 
     #[test]
     fn set_cookie_replaces_and_deletes() {
         let j = Jar::default();
         let u = url("https://h.test/");
-        j.set_cookie("a=1; Path=/", &u, NOW);
-        j.set_cookie("b=2; Path=/", &u, NOW);
-        j.set_cookie("a=3; Path=/", &u, NOW);
+        j.set_cookie("a=1; Path=/", &u, *NOW);
+        j.set_cookie("b=2; Path=/", &u, *NOW);
+        j.set_cookie("a=3; Path=/", &u, *NOW);
         assert_eq!(header(&j, "https://h.test/"), Some("a=3; b=2".into()));
-        j.set_cookie("a=; Path=/; Max-Age=0", &u, NOW);
+        j.set_cookie("a=; Path=/; Max-Age=0", &u, *NOW);
         assert_eq!(header(&j, "https://h.test/"), Some("b=2".into()));
         j.set_cookie(
             "b=x; Path=/; Expires=Wed, 21 Oct 2015 07:28:00 GMT",
             &u,
-            NOW,
+            *NOW,
         );
         assert_eq!(header(&j, "https://h.test/"), None);
-        assert!(j.lock().is_empty());
+        assert_eq!(stored(&j), 0);
     }
 
     #[test]
@@ -695,53 +629,60 @@ mod tests {
         j.set_cookie(
             "a=1; Expires=Wed, 21-Oct-2015 07:28:00 GMT; Max-Age=60",
             &u,
-            NOW,
+            *NOW,
         );
-        assert_eq!(j.lock()[0].expires, Some(NOW + 60));
+        let line = format!("h.test\tFALSE\t/\tFALSE\t{}\ta\t1", *NOW + 60);
+        assert_eq!(j.lines(*NOW), [line]);
         j.set_cookie(
             "a=1; Max-Age=-1; Expires=Wed, 21 Oct 2099 07:28:00 GMT",
             &u,
-            NOW,
+            *NOW,
         );
-        assert!(j.lock().is_empty());
-        j.set_cookie("b=1; Expires=Wed, 21-Oct-2099 07:28:00 GMT", &u, NOW);
-        assert_eq!(j.lock()[0].expires, Some(4_096_250_880));
-        j.set_cookie("c=1; Max-Age=99999999999999999999999", &u, NOW);
-        assert!(j.lock()[1].expires > Some(u64::MAX / 2));
+        assert_eq!(stored(&j), 0);
+        j.set_cookie("b=1; Expires=Wed, 21-Oct-2099 07:28:00 GMT", &u, *NOW);
+        j.set_cookie("c=1; Max-Age=99999999999999999999999", &u, *NOW);
+        // As good as forever: the latest time `cookie_store` keeps.
+        assert_eq!(
+            j.lines(*NOW),
+            [
+                "h.test\tFALSE\t/\tFALSE\t4096250880\tb\t1",
+                &format!("h.test\tFALSE\t/\tFALSE\t{LATEST}\tc\t1"),
+            ]
+        );
     }
 
     #[test]
     fn secure_cookies_need_https_to_be_set() {
         let j = Jar::default();
-        j.set_cookie("s=1; Secure", &url("http://h.test/"), NOW);
-        assert!(j.lock().is_empty());
-        j.set_cookie("s=1; Secure; HttpOnly", &url("https://h.test/"), NOW);
-        let c = j.lock()[0].clone();
-        assert!(c.secure && c.http_only);
+        j.set_cookie("s=1; Secure", &url("http://h.test/"), *NOW);
+        assert_eq!(stored(&j), 0);
+        j.set_cookie("s=1; Secure; HttpOnly", &url("https://h.test/"), *NOW);
+        let line = "#HttpOnly_h.test\tFALSE\t/\tTRUE\t0\ts\t1";
+        assert_eq!(j.lines(*NOW), [line]);
         assert_eq!(header(&j, "http://h.test/"), None);
     }
 
     #[test]
     fn control_characters_are_refused() {
         let j = Jar::default();
-        j.set_cookie("a=x\ty", &url("http://h.test/"), NOW);
-        assert!(j.lock().is_empty());
+        j.set_cookie("a=x\ty", &url("http://h.test/"), *NOW);
+        assert_eq!(stored(&j), 0);
     }
 
     #[test]
     fn saved_file_round_trips() {
         let text = "# Netscape HTTP Cookie File\n\
-             .example.com\tTRUE\t/docs\tTRUE\t1800000000\tpref\tx=y\n\
+             .example.com\tTRUE\t/docs\tTRUE\t4000000000\tpref\tx=y\n\
              #HttpOnly_h.test\tFALSE\t/\tFALSE\t0\ttok\tv\n\
              h.test\tFALSE\t/\tFALSE\t1000\texpired\tv\n";
         let j = jar(text);
         j.set_cookie(
             "sid=abc; Path=/; Max-Age=3600",
             &url("http://127.0.0.1:80/"),
-            NOW,
+            *NOW,
         );
-        j.set_cookie("gone=1; Max-Age=10", &url("http://127.0.0.1:80/"), NOW);
-        let saved = j.to_netscape(NOW + 100);
+        j.set_cookie("gone=1; Max-Age=10", &url("http://127.0.0.1:80/"), *NOW);
+        let saved = j.to_netscape(*NOW + 100);
         let lines: Vec<&str> = saved
             .lines()
             .filter(|l| !l.is_empty() && (!l.starts_with('#') || l.starts_with("#HttpOnly_")))
@@ -750,14 +691,14 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                ".example.com\tTRUE\t/docs\tTRUE\t1800000000\tpref\tx=y",
+                ".example.com\tTRUE\t/docs\tTRUE\t4000000000\tpref\tx=y",
                 "#HttpOnly_h.test\tFALSE\t/\tFALSE\t0\ttok\tv",
-                &format!("127.0.0.1\tFALSE\t/\tFALSE\t{}\tsid\tabc", NOW + 3600),
+                &format!("127.0.0.1\tFALSE\t/\tFALSE\t{}\tsid\tabc", *NOW + 3600),
             ]
         );
-        let again = parse_netscape(&saved, Path::new("/s"), NOW).unwrap();
+        let again = parse_netscape(&saved, Path::new("/s"), *NOW).unwrap();
         assert_eq!(again.len(), 3);
-        assert_eq!(again[..2], j.lock()[..2]);
+        assert_eq!(Jar::from_cookies(again).lines(*NOW), lines);
     }
 
     #[test]
