@@ -3,7 +3,7 @@
 //! of a directory, free space, and reserving space up front.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -46,6 +46,28 @@ pub fn create_private(path: &Path) -> io::Result<File> {
         .open(path)?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     Ok(file)
+}
+
+/// Write `bytes` to a temp file beside `path` (owner-only permissions), flush
+/// it and rename it over `path`: the file is whole or as it was, and only its
+/// owner reads it (a cookie jar, a list that may hold passwords).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = parent_dir(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "volley".to_string());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = create_private(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// fsync a directory so a rename in it survives a crash.

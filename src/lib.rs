@@ -92,8 +92,7 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
             .map(|q| input::format_entry(&q.into_spec()))
             .collect();
         // The list may hold passwords (in URLs, header= lines): owner only.
-        let written = fs::create_private(path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, list.as_bytes()));
+        let written = fs::write_private(path, list.as_bytes());
         if let Err(e) = written {
             eprintln!("volley: --save-failed {}: {e}", path.display());
         }

@@ -13,23 +13,20 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cookie::time::OffsetDateTime;
-use cookie_store::{Cookie, CookieDomain, CookieExpiration, CookiePath, CookieStore, RawCookie};
+use cookie_store::{Cookie, CookieDomain, CookieExpiration, CookieStore, RawCookie};
 use reqwest::header::HeaderValue;
 use reqwest::Url;
 
-/// First line of a Netscape cookie file, as curl and wget write it.
-const NETSCAPE_HEADER: &str = "# Netscape HTTP Cookie File";
-/// Prefix of the domain field that marks an HttpOnly cookie (curl's extension).
-const HTTP_ONLY_PREFIX: &str = "#HttpOnly_";
-/// Fields of one Netscape cookie line.
-const NETSCAPE_FIELDS: usize = 7;
+mod netscape;
+
+use netscape::{netscape_line, parse_netscape, NETSCAPE_HEADER};
+
 /// The latest expiry `cookie_store` keeps (9999-12-31T23:59:59Z), in Unix
 /// seconds: a later one, or a huge `Max-Age`, becomes this (RFC 6265 5.2.1).
 const LATEST: u64 = 253_402_300_799;
@@ -143,7 +140,7 @@ impl Jar {
     /// never sees half a file; it is readable by its owner only.
     pub fn save(&self, path: &Path) -> Result<(), CookieError> {
         let text = self.to_netscape(unix_now());
-        write_atomically(path, text.as_bytes()).map_err(|source| CookieError::Io {
+        crate::fs::write_private(path, text.as_bytes()).map_err(|source| CookieError::Io {
             path: path.to_path_buf(),
             source,
         })
@@ -286,7 +283,7 @@ fn unix_now() -> u64 {
 }
 
 /// Unix seconds as a time `cookie_store` compares with.
-fn at(secs: u64) -> OffsetDateTime {
+pub(super) fn at(secs: u64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(secs.min(LATEST) as i64)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -297,188 +294,29 @@ fn has_controls(s: &str) -> bool {
     s.chars().any(|c| c.is_control())
 }
 
-/// The Netscape line of a stored cookie (without newline).
-fn netscape_line(c: &Cookie<'_>) -> String {
-    let flag = |b: bool| if b { "TRUE" } else { "FALSE" };
-    let http_only = match c.http_only() {
-        Some(true) => HTTP_ONLY_PREFIX,
-        _ => "",
-    };
-    let wide = matches!(c.domain, CookieDomain::Suffix(_));
-    let dot = if wide { "." } else { "" };
-    let domain = String::from(&c.domain);
-    let host = domain.trim_start_matches('[').trim_end_matches(']');
-    let expires = match c.expires {
-        CookieExpiration::AtUtc(t) => t.unix_timestamp().max(1),
-        CookieExpiration::SessionEnd => 0,
-    };
-    let (path, secure) = (&*c.path, flag(c.secure() == Some(true)));
-    let (name, value) = c.name_value();
-    format!(
-        "{http_only}{dot}{host}\t{}\t{path}\t{secure}\t{expires}\t{name}\t{value}",
-        flag(wide)
-    )
-}
-
-/// Parse a Netscape cookies.txt; expired cookies are dropped. `path` only
-/// names the file in errors.
-fn parse_netscape(text: &str, path: &Path, now: u64) -> Result<Vec<Cookie<'static>>, CookieError> {
-    let any = Url::parse("http://localhost/").expect("a valid URL");
-    let mut cookies = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
-        let err = |reason: String| CookieError::Parse {
-            path: path.to_path_buf(),
-            line: index + 1,
-            reason,
-        };
-        let line = raw.trim_end_matches('\r');
-        let (line, http_only) = match line.strip_prefix(HTTP_ONLY_PREFIX) {
-            Some(rest) => (rest, true),
-            None => (line, false),
-        };
-        if line.trim().is_empty() || (!http_only && line.starts_with('#')) {
-            continue;
-        }
-        let fields: Vec<&str> = line.split('\t').collect();
-        if fields.len() != NETSCAPE_FIELDS {
-            return Err(err(format!(
-                "expected {NETSCAPE_FIELDS} TAB-separated fields (domain, include subdomains, \
-                 path, secure, expiry, name, value), found {}",
-                fields.len()
-            )));
-        }
-        let flag = |what: &str, s: &str| match s.to_ascii_uppercase().as_str() {
-            "TRUE" => Ok(true),
-            "FALSE" => Ok(false),
-            _ => Err(err(format!("{what} must be TRUE or FALSE, not '{s}'"))),
-        };
-        let domain_field = fields[0].trim();
-        let include_subdomains = flag("the include-subdomains field", fields[1])?;
-        let secure = flag("the secure field", fields[3])?;
-        let expiry: u64 = fields[4].trim().parse().map_err(|_| {
-            err(format!(
-                "the expiry must be Unix seconds (0 for a session cookie), not '{}'",
-                fields[4]
-            ))
-        })?;
-        let mut domain = domain_field.trim_start_matches('.').to_ascii_lowercase();
-        if domain.is_empty() {
-            return Err(err("the domain field is empty".to_string()));
-        }
-        if expiry != 0 && expiry <= now {
-            continue;
-        }
-        // `cookie_store` makes a cookie from a response to some URL; its
-        // domain, path and expiry are then the line's. A path that does not
-        // start with `/` becomes `/`, as in curl.
-        let raw = RawCookie::build((fields[5].to_string(), fields[6].to_string()))
-            .secure(secure)
-            .http_only(http_only)
-            .build();
-        let mut cookie = Cookie::try_from_raw_cookie(&raw, &any).expect("a plain cookie");
-        if domain.parse::<Ipv6Addr>().is_ok() {
-            domain = format!("[{domain}]");
-        }
-        cookie.domain = match include_subdomains || domain_field.starts_with('.') {
-            true => CookieDomain::Suffix(domain),
-            false => CookieDomain::HostOnly(domain),
-        };
-        cookie.path = CookiePath::new(fields[2], &any);
-        cookie.expires = match expiry {
-            0 => CookieExpiration::SessionEnd,
-            t => CookieExpiration::from(at(t)),
-        };
-        cookies.push(cookie);
-    }
-    Ok(cookies)
-}
-
-/// Write `bytes` to a temp file beside `path` (owner-only permissions), flush
-/// it and rename it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = crate::fs::parent_dir(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "cookies".to_string());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = (|| {
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// The tests' clock; `cookie_store` refuses to store a cookie that the
     /// real clock says has expired, so it is the real one.
-    static NOW: std::sync::LazyLock<u64> = std::sync::LazyLock::new(unix_now);
+    pub(super) static NOW: std::sync::LazyLock<u64> = std::sync::LazyLock::new(unix_now);
 
-    fn url(s: &str) -> Url {
+    pub(super) fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
     }
 
-    fn jar(text: &str) -> Jar {
+    pub(super) fn jar(text: &str) -> Jar {
         Jar::from_cookies(parse_netscape(text, Path::new("/c.txt"), *NOW).unwrap())
     }
 
-    fn header(jar: &Jar, u: &str) -> Option<String> {
+    pub(super) fn header(jar: &Jar, u: &str) -> Option<String> {
         jar.header_for(&url(u), *NOW)
     }
 
     /// Every cookie in the store, expired or not.
-    fn stored(jar: &Jar) -> usize {
+    pub(super) fn stored(jar: &Jar) -> usize {
         jar.lock().store.iter_any().count()
-    }
-
-    #[test]
-    fn netscape_lines_are_parsed() {
-        let j = jar("# Netscape HTTP Cookie File\n\
-             \n\
-             example.org\tFALSE\t/\tFALSE\t0\tsid\tabc\n\
-             .example.com\tTRUE\t/docs\tTRUE\t4000000000\tpref\tx=y\n\
-             #HttpOnly_h.test\tFALSE\t/\tFALSE\t0\ttok\t\r\n\
-             # example.net\tFALSE\t/\tFALSE\t0\tcommented\tout\n");
-        // Each stored cookie, field by field, as its Netscape line.
-        assert_eq!(
-            j.lines(*NOW),
-            [
-                "example.org\tFALSE\t/\tFALSE\t0\tsid\tabc",
-                ".example.com\tTRUE\t/docs\tTRUE\t4000000000\tpref\tx=y",
-                "#HttpOnly_h.test\tFALSE\t/\tFALSE\t0\ttok\t",
-            ]
-        );
-    }
-
-    #[test]
-    fn malformed_lines_name_file_and_line() {
-        let err = |text: &str| {
-            parse_netscape(text, Path::new("/c.txt"), *NOW)
-                .unwrap_err()
-                .to_string()
-        };
-        assert!(err("# x\nexample.org FALSE / FALSE 0 a b\n")
-            .starts_with("/c.txt:2: expected 7 TAB-separated fields"));
-        assert!(err("h\tYES\t/\tFALSE\t0\ta\tb\n")
-            .starts_with("/c.txt:1: the include-subdomains field must be TRUE or FALSE"));
-        assert!(err("\n\nh\tFALSE\t/\tFALSE\tsoon\ta\tb\n")
-            .starts_with("/c.txt:3: the expiry must be Unix seconds"));
-        assert!(err("\tFALSE\t/\tFALSE\t0\ta\tb\n").starts_with("/c.txt:1: the domain field"));
     }
 
     #[test]
