@@ -1151,15 +1151,15 @@ fn retries_after_503_then_succeeds() {
     );
     let mut v = volley();
     let dir = out_dir(&v);
-    let t = Instant::now();
     let r = run(v.args([
+        "--json",
         "--retry-wait",
         "0.01",
         "-d",
         &path_arg(&dir),
         &server.url("/retry.bin"),
     ]));
-    r.expect_code(0).expect_empty_stdout();
+    r.expect_code(0);
     assert_file_eq(dir.join("retry.bin"), &body);
     assert_eq!(server.hits_with_method("/retry.bin", "GET"), 3);
     assert_eq!(
@@ -1168,11 +1168,15 @@ fn retries_after_503_then_succeeds() {
         "{:?}",
         server.requests("/retry.bin")
     );
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        t.elapsed()
-    );
+    // --retry-wait is honoured: each wait is at most 0.01 s x 2^(n-1) (what
+    // volley said it waits, not a clock a busy machine could stretch).
+    let retries: Vec<f64> = parse_json_lines(&r.stdout)
+        .iter()
+        .filter(|e| e["event"] == "retry")
+        .map(|e| e["delay_secs"].as_f64().expect("delay_secs"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    assert!(retries[0] <= 0.01 && retries[1] <= 0.02, "{retries:?}");
 }
 
 #[test]
@@ -1239,8 +1243,8 @@ fn idle_timeout_triggers_retry() {
     );
     let mut v = volley();
     let dir = out_dir(&v);
-    let t = Instant::now();
     let r = run(v.args([
+        "--json",
         "--timeout",
         "0.5",
         "--retry-wait",
@@ -1249,13 +1253,24 @@ fn idle_timeout_triggers_retry() {
         &path_arg(&dir),
         &server.url("/idle.bin"),
     ]));
-    r.expect_code(0).expect_empty_stdout();
+    r.expect_code(0);
     assert_file_eq(dir.join("idle.bin"), &body);
     assert!(server.hits_with_method("/idle.bin", "GET") >= 2);
+    // The stalled try was abandoned by the idle timeout (not waited out: the
+    // stall is 20 s), and said so.
+    let reasons: Vec<String> = parse_json_lines(&r.stdout)
+        .iter()
+        .filter(|e| e["event"] == "retry")
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
     assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        t.elapsed()
+        reasons.iter().any(|r| r.contains("idle timeout")),
+        "{reasons:?}"
+    );
+    let first = &server.requests("/idle.bin")[0];
+    assert!(
+        first.body_bytes_sent() < body.len() as u64,
+        "the stalled answer was read to its end"
     );
 }
 

@@ -780,6 +780,7 @@ fn a_dead_mirror_does_not_make_a_split_download_loop() {
         &[mirrors(&[&a.url("/slow.bin"), dead])],
         &["-x", "4", "--min-split-size", "64K", "--retries", "0"],
     );
+    // Generous on purpose: it only has to catch an endless loop.
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "looped for {:?}",

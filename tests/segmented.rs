@@ -769,11 +769,9 @@ fn finished_connections_steal_from_a_slow_one() {
     );
     let mut v = volley();
     let dir = out_dir(&v.sandbox);
-    let t0 = Instant::now();
     let r = run(v
         .args(seg_args(&dir, 4, "128K"))
         .arg(server.url("/steal.bin")));
-    let elapsed = t0.elapsed();
     r.expect_code(0).expect_empty_stdout();
     let fin = dir.join("steal.bin");
     assert_file_eq(&fin, &body);
@@ -790,9 +788,17 @@ fn finished_connections_steal_from_a_slow_one() {
         "no range starting inside the slow first piece (0, {inside}):\n{}",
         describe(&reqs)
     );
+    // The slow connection gave up the rest of its piece: the server sent it
+    // less than the piece (a request log, not a clock, so a busy machine
+    // cannot break it).
+    let slow = reqs
+        .iter()
+        .find(|r| r.range().is_some_and(|(s, _)| s == 0))
+        .expect("the first connection's request");
     assert!(
-        elapsed < Duration::from_millis(2800),
-        "took {elapsed:?}: the slow connection kept its whole piece?\n{}",
+        slow.body_bytes_sent() < (len / 4) as u64,
+        "the slow connection sent its whole piece ({} bytes): nothing was stolen from it\n{}",
+        slow.body_bytes_sent(),
         describe(&reqs)
     );
 }
@@ -802,7 +808,8 @@ fn finished_connections_steal_from_a_slow_one() {
 // ---------------------------------------------------------------------------
 
 /// Download a 5 MiB file with `--limit-rate 1M` and `extra` flags; check
-/// the wall time is within [4.75 s, 7 s]. Returns the requests.
+/// the wall time is at least 4.75 s (and not absurdly long). Returns the
+/// requests.
 fn limited_5mib(seed: u64, extra: &[&str]) -> Vec<RecordedRequest> {
     let server = TestServer::start();
     let len = 5 * MIB;
@@ -828,8 +835,11 @@ fn limited_5mib(seed: u64, extra: &[&str]) -> Vec<RecordedRequest> {
     assert_file_eq(&fin, &body);
     assert_no_leftovers(&fin);
     let reqs = gets(&server, "/lim.bin");
+    // At most the cap: 5 MiB cannot arrive in under ~5 s. The upper bound
+    // only catches a limiter that throttles far below the cap, so it is
+    // generous: a busy 2-core CI stretches a run, never shortens it.
     assert!(
-        elapsed >= Duration::from_millis(4750) && elapsed <= Duration::from_secs(7),
+        elapsed >= Duration::from_millis(4750) && elapsed <= Duration::from_secs(20),
         "5 MiB at --limit-rate 1M {extra:?} took {elapsed:?} (expected ~5 s):\n{}",
         describe(&reqs)
     );
@@ -857,7 +867,6 @@ fn limit_rate_per_download_applies_to_each_download() {
     let (ua, ub) = (server.url("/pa.bin"), server.url("/pb.bin"));
     let mut v = volley();
     let dir = out_dir(&v.sandbox);
-    let t0 = Instant::now();
     let r = run(v.args([
         "--json",
         "--limit-rate-per-download",
@@ -867,7 +876,6 @@ fn limit_rate_per_download_applies_to_each_download() {
         &ua,
         &ub,
     ]));
-    let elapsed = t0.elapsed();
     r.expect_code(0);
     assert_file_eq(dir.join("pa.bin"), &a);
     assert_file_eq(dir.join("pb.bin"), &b);
@@ -876,10 +884,18 @@ fn limit_rate_per_download_applies_to_each_download() {
         let e = done_elapsed(&evs, url);
         assert!(e >= 1.9, "1 MiB at 512K/s took {e} s for {url}");
     }
-    // The two caps are separate: both run at once.
+    // The two caps are separate: both run at once, each started before the
+    // other was done (the events' order, not a clock).
+    let ts = |kind: &str, url: &str| {
+        events(&evs, kind)
+            .into_iter()
+            .find(|e| e["url"] == url)
+            .and_then(|e| e["ts"].as_f64())
+            .unwrap_or_else(|| panic!("no {kind} event with a ts for {url}"))
+    };
     assert!(
-        elapsed <= Duration::from_millis(3500),
-        "two 1 MiB downloads at 512K/s each took {elapsed:?} together"
+        ts("start", &ub) < ts("done", &ua) && ts("start", &ua) < ts("done", &ub),
+        "the two downloads did not run at once"
     );
 }
 
