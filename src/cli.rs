@@ -210,7 +210,7 @@ pub struct Cli {
 
     /// Split a file only into pieces at least this large.
     ///
-    /// A size is bytes with an optional K, M or G (KiB, MiB, GiB).
+    /// A size is bytes with an optional K, M or G (KiB, MiB, GiB); KB, MB, GB are powers of 1000.
     ///
     /// [default: 4M] [config: min_split_size]
     #[arg(long, value_name = "SIZE", help_heading = "Concurrency")]

@@ -65,36 +65,56 @@ impl FromStr for ProgressMode {
     }
 }
 
-/// A number of bytes as users write it: `1048576`, `512K`, `1.5M`, `2G` (K, M and
-/// G are powers of 1024; `KiB`, `MB`, `k`, ... are accepted too). Used for sizes
-/// and, per second, for rates.
+/// A number of bytes as users write it: `1048576`, `512K`, `1.5M`, `2G`. A bare
+/// `K`, `M` or `G` (as curl, wget and aria2c read it) and `KiB`, `MiB`, `GiB`
+/// are powers of 1024; `KB`, `MB`, `GB` are powers of 1000, as the SI says
+/// (`10MB` is 10,000,000 bytes, `10MiB` 10,485,760). Case does not matter,
+/// and a trailing `/s` is allowed (for rates). Used for sizes and, per
+/// second, for rates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
 
 impl FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "'{s}' is not a size: use bytes, or K, M, G (KiB, MiB, GiB) or KB, MB, GB \
+                 (powers of 1000), e.g. 512K, 10M"
+            )
+        };
         let text = s.trim();
         let split = text
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
         let unit = unit.trim().to_ascii_lowercase();
-        let unit = unit.trim_end_matches("/s");
-        let factor: u64 = match unit.trim_end_matches('b').trim_end_matches('i') {
-            "" => 1,
-            "k" => 1 << 10,
-            "m" => 1 << 20,
-            "g" => 1 << 30,
-            _ => {
-                return Err(format!(
-                    "'{s}' is not a size: use bytes or K, M, G (e.g. 512K, 10M)"
-                ))
+        let unit = unit.strip_suffix("/s").unwrap_or(&unit).trim_end();
+        let power = |exp: u32, binary: bool| {
+            if binary {
+                1u64 << (10 * exp)
+            } else {
+                1000u64.pow(exp)
             }
         };
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("'{s}' is not a size: use bytes or K, M, G (e.g. 512K, 10M)"))?;
+        let factor = match unit {
+            "" | "b" => 1,
+            _ => {
+                let exp = match unit.as_bytes()[0] {
+                    b'k' => 1,
+                    b'm' => 2,
+                    b'g' => 3,
+                    b't' => 4,
+                    _ => return Err(bad()),
+                };
+                match &unit[1..] {
+                    "" | "i" | "ib" => power(exp, true),
+                    "b" => power(exp, false),
+                    _ => return Err(bad()),
+                }
+            }
+        };
+        let value: f64 = number.parse().map_err(|_| bad())?;
         let bytes = value * factor as f64;
         if !bytes.is_finite() || bytes >= u64::MAX as f64 {
             return Err(format!("'{s}' is too large"));
@@ -269,6 +289,28 @@ impl<'de> Deserialize<'de> for ShardArg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_binary_unless_si_units_say_otherwise() {
+        let b = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
+        assert_eq!(b("1048576"), Ok(1 << 20));
+        assert_eq!(b("512K"), Ok(512 << 10));
+        assert_eq!(b("512k"), Ok(512 << 10));
+        assert_eq!(b("1.5M"), Ok(3 << 19));
+        assert_eq!(b("2GiB"), Ok(2 << 30));
+        assert_eq!(b("10MiB"), Ok(10_485_760));
+        assert_eq!(b("10MB"), Ok(10_000_000));
+        assert_eq!(b("10 MB"), Ok(10_000_000));
+        assert_eq!(b("2kb"), Ok(2_000));
+        assert_eq!(b("1M/s"), Ok(1 << 20));
+        assert_eq!(b("1 MB/s"), Ok(1_000_000));
+        assert_eq!(b("100B"), Ok(100));
+        assert_eq!(b("1T"), Ok(1 << 40));
+        assert!(b("abc").unwrap_err().contains("'abc'"));
+        for bad in ["10X", "", "1Mx", "1MiBs", "M"] {
+            assert!(b(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parse_k_of_n_and_auto() {
