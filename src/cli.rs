@@ -1,7 +1,10 @@
 //! The command line surface: clap definitions only, no validation beyond parsing.
 //!
 //! Every option is an `Option` so that [`crate::config`] can tell a flag that was
-//! given from one that was not, and let flags override the config file.
+//! given from one that was not, and let flags override the config file. The
+//! same struct is the config file's schema (serde): an option's key is its
+//! field's name, and an option without a key is `#[serde(skip)]`, so a flag
+//! and its key are spelled once.
 //!
 //! Help text conventions: the first paragraph of a doc comment is the one-line
 //! help of `-h`; the whole comment is the long help of `--help` (and the man
@@ -13,6 +16,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
+use serde::Deserialize;
 
 use crate::options::{ByteSize, FileAllocation, OnExists, ProgressMode, ShardArg};
 
@@ -45,7 +49,8 @@ indented 'key=value' lines after a URL set its options: out=NAME, dir=DIR, heade
 connections=N, limit_rate=RATE, checksum=ALGO=HEX";
 
 /// volley: download a batch of URLs concurrently, safely and resumably.
-#[derive(Debug, Parser)]
+#[derive(Debug, Default, Parser, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[command(
     name = "volley",
     version,
@@ -59,6 +64,7 @@ connections=N, limit_rate=RATE, checksum=ALGO=HEX";
 )]
 pub struct Cli {
     /// URLs to download.
+    #[serde(skip)]
     #[arg(value_name = "URL", display_order = 0, help_heading = "Input")]
     pub urls: Vec<String>,
 
@@ -66,6 +72,7 @@ pub struct Cli {
     ///
     /// The list format is aria2c's (see below); may be combined with URL arguments. A FILE ending
     /// in .meta4 or .metalink is read as a Metalink file.
+    #[serde(skip)]
     #[arg(
         short = 'i',
         long = "input-file",
@@ -78,6 +85,7 @@ pub struct Cli {
     ///
     /// Every <file> becomes a download with its name, size, mirrors (in priority order) and its
     /// strongest whole-file hash. A -i file ending in .meta4 or .metalink is read the same way.
+    #[serde(skip)]
     #[arg(long, value_name = "FILE", help_heading = "Input")]
     pub metalink: Option<PathBuf>,
 
@@ -86,6 +94,7 @@ pub struct Cli {
     /// Flags override the file; config.example.toml lists every key with its default.
     ///
     /// [default: $XDG_CONFIG_HOME/volley/config.toml or ~/.config/volley/config.toml, when present]
+    #[serde(skip)]
     #[arg(long, value_name = "FILE", help_heading = "Input")]
     pub config: Option<PathBuf>,
 
@@ -122,6 +131,7 @@ pub struct Cli {
     /// File name; only with exactly one URL.
     ///
     /// '-' writes the body to stdout. Name several downloads with out= in a list (-i).
+    #[serde(skip)]
     #[arg(short = 'o', long, value_name = "NAME", help_heading = "Output")]
     pub output: Option<String>,
 
@@ -154,6 +164,7 @@ pub struct Cli {
     ///
     /// ALGO is sha-256, sha-512, sha-1, md5, blake2b or blake3. Give each download of a list its
     /// own checksum= option, or use --checksum-file.
+    #[serde(skip)]
     #[arg(long, value_name = "ALGO=HEX", help_heading = "Output")]
     pub checksum: Option<String>,
 
@@ -161,6 +172,7 @@ pub struct Cli {
     ///
     /// Files as sha256sum, sha512sum or b2sum print them: GNU lines (HEX  NAME, HEX *NAME) or BSD lines (SHA256 (NAME) = HEX); a download is checked
     /// when its final file name is a NAME in the file.
+    #[serde(skip)]
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub checksum_file: Option<PathBuf>,
 
@@ -369,6 +381,7 @@ pub struct Cli {
     /// (HEAD requests; a one-byte GET where HEAD is refused). Exit 1 when any would fail.
     ///
     /// [default: off]
+    #[serde(skip)]
     #[arg(long, help_heading = "Reporting")]
     pub dry_run: bool,
 
@@ -377,18 +390,21 @@ pub struct Cli {
     /// Files already complete included. Not with --json or -o -.
     ///
     /// [default: off]
+    #[serde(skip)]
     #[arg(long, help_heading = "Reporting")]
     pub print_paths: bool,
 
     /// Like --print-paths, NUL-separated (for xargs -0).
     ///
     /// [default: off]
+    #[serde(skip)]
     #[arg(short = '0', long = "print0", help_heading = "Reporting")]
     pub print0: bool,
 
     /// Write the downloads that did not complete to FILE, as a list for -i.
     ///
     /// Failed, interrupted and never started downloads, with their options.
+    #[serde(skip)]
     #[arg(long, value_name = "FILE", help_heading = "Reporting")]
     pub save_failed: Option<PathBuf>,
 
@@ -425,6 +441,7 @@ pub struct Cli {
     ///
     /// SHELL is bash, zsh, fish, powershell or elvish; e.g. volley --completions bash >
     /// ~/.local/share/bash-completion/completions/volley
+    #[serde(skip)]
     #[arg(
         long,
         value_name = "SHELL",
@@ -437,14 +454,17 @@ pub struct Cli {
     /// Print the man page (roff) and exit.
     ///
     /// e.g. volley --man > ~/.local/share/man/man1/volley.1
+    #[serde(skip)]
     #[arg(long, exclusive = true, help_heading = "Reporting")]
     pub man: bool,
 
     /// Print help (-h: one line per option; --help: all of it).
+    #[serde(skip)]
     #[arg(short = 'h', long, action = ArgAction::Help, help_heading = "Reporting")]
     pub help: Option<bool>,
 
     /// Print the version.
+    #[serde(skip)]
     #[arg(short = 'V', long, action = ArgAction::Version, help_heading = "Reporting")]
     pub version: Option<bool>,
 }

@@ -6,8 +6,10 @@
 //! download: request, name, `.part`, resume state, rename) → [`events`] (what the
 //! core emits) → [`report`] (bars, plain lines, JSON Lines, summary).
 
+pub mod checksum;
 pub mod cli;
 pub mod config;
+pub mod display;
 pub mod download;
 pub mod events;
 pub mod exit;
@@ -17,7 +19,6 @@ pub mod naming;
 pub mod options;
 pub mod report;
 pub mod scheduler;
-pub mod units;
 
 use tokio_util::sync::CancellationToken;
 

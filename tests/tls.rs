@@ -10,6 +10,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::*;
 
@@ -186,6 +187,11 @@ fn https_without_ca_cert_fails_on_the_certificate() {
     assert_no_part_files(&dir);
     // No HTTP request ever reached the server over the untrusted connection.
     assert_eq!(server.total_hits(), 0, "{:#?}", server.all_requests());
+    // The server counts the failed handshake when it notices the client has
+    // gone, which may be just after volley exits.
+    wait_until(Duration::from_secs(5), || {
+        server.tls_handshake_failures() >= 1
+    });
     assert!(
         server.tls_handshake_failures() >= 1,
         "no failed handshake seen ({} connections)",

@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue};
-use serde::Deserialize;
 
 use crate::cli::Cli;
 use crate::options::{
-    ByteSize, FileAllocation, OnExists, OutputName, PrintPaths, ProgressMode, Shard, ShardArg,
+    ByteSize, FileAllocation, OnExists, OutputName, PrintPaths, ProgressMode, Shard,
 };
 
 pub mod shard;
@@ -73,81 +72,9 @@ pub enum ConfigError {
     Shard(#[from] ShardError),
 }
 
-/// The TOML config file, as written. Keys are the long flag names with `_`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// `--dir`
-    pub dir: Option<PathBuf>,
-    /// `--jobs`
-    pub jobs: Option<usize>,
-    /// `--max-per-host`
-    pub max_per_host: Option<usize>,
-    /// `--on-exists`
-    pub on_exists: Option<OnExists>,
-    /// `--connections`
-    pub connections: Option<usize>,
-    /// `--min-split-size`
-    pub min_split_size: Option<ByteSize>,
-    /// `--limit-rate`
-    pub limit_rate: Option<ByteSize>,
-    /// `--limit-rate-per-download`
-    pub limit_rate_per_download: Option<ByteSize>,
-    /// `--retries`
-    pub retries: Option<u32>,
-    /// `--retry-wait`
-    pub retry_wait: Option<f64>,
-    /// `--max-retry-wait`
-    pub max_retry_wait: Option<f64>,
-    /// `--connect-timeout`
-    pub connect_timeout: Option<f64>,
-    /// `--timeout`
-    pub timeout: Option<f64>,
-    /// `--header`, as a list of "K: V" strings; flags add to these.
-    pub headers: Option<Vec<String>>,
-    /// `--user-agent`
-    pub user_agent: Option<String>,
-    /// `--referer`
-    pub referer: Option<String>,
-    /// `--trust-server-names`
-    pub trust_server_names: Option<bool>,
-    /// `--proxy`
-    pub proxy: Option<String>,
-    /// `--insecure`
-    pub insecure: Option<bool>,
-    /// `--ca-cert`
-    pub ca_cert: Option<PathBuf>,
-    /// `--max-redirects`
-    pub max_redirects: Option<usize>,
-    /// `--allow-insecure-redirect`
-    pub allow_insecure_redirect: Option<bool>,
-    /// `--quiet`
-    pub quiet: Option<bool>,
-    /// `--progress`
-    pub progress: Option<ProgressMode>,
-    /// `--json`
-    pub json: Option<bool>,
-    /// `--timestamping`
-    pub timestamping: Option<bool>,
-    /// `--file-allocation`
-    pub file_allocation: Option<FileAllocation>,
-    /// `--http-user`
-    pub http_user: Option<String>,
-    /// `--http-password`
-    pub http_password: Option<String>,
-    /// `--netrc`
-    pub netrc: Option<bool>,
-    /// `--netrc-file`
-    pub netrc_file: Option<PathBuf>,
-    /// `--load-cookies`
-    pub load_cookies: Option<PathBuf>,
-    /// `--save-cookies`
-    pub save_cookies: Option<PathBuf>,
-    /// `--shard`: `"K/N"` or `"auto"`.
-    pub shard: Option<ShardArg>,
-    /// `--shard-count`
-    pub shard_count: Option<u64>,
-}
+/// The TOML config file, as written: the command line's own definition, whose
+/// options without a config key are not accepted in the file (see [`Cli`]).
+pub type FileConfig = Cli;
 
 /// Everything the core needs, validated. Built by [`Settings::resolve`].
 #[derive(Debug, Clone)]
@@ -161,7 +88,7 @@ pub struct Settings {
     /// `-o`: the name of the single download, or stdout.
     pub output: Option<OutputName>,
     /// `--checksum`: the digest of the single download.
-    pub checksum: Option<crate::download::checksum::Checksum>,
+    pub checksum: Option<crate::checksum::Checksum>,
     /// `--checksum-file`.
     pub checksum_file: Option<PathBuf>,
     /// `--metalink`.
@@ -251,7 +178,7 @@ impl Settings {
 
     /// Merge already-loaded parts; flags win over the file.
     pub fn merge(cli: Cli, file: FileConfig) -> Result<Settings, ConfigError> {
-        let mut header_lines = file.headers.unwrap_or_default();
+        let mut header_lines = file.headers;
         header_lines.extend(cli.headers);
         let mut headers = header_lines
             .iter()
@@ -335,20 +262,19 @@ impl Settings {
                 .user_agent
                 .or(file.user_agent)
                 .unwrap_or_else(|| concat!("volley/", env!("CARGO_PKG_VERSION")).to_string()),
-            trust_server_names: cli.trust_server_names || file.trust_server_names.unwrap_or(false),
+            trust_server_names: cli.trust_server_names || file.trust_server_names,
             proxy: cli.proxy.or(file.proxy),
-            insecure: cli.insecure || file.insecure.unwrap_or(false),
+            insecure: cli.insecure || file.insecure,
             ca_cert: cli.ca_cert.or(file.ca_cert),
             max_redirects: cli
                 .max_redirects
                 .or(file.max_redirects)
                 .unwrap_or(DEFAULT_MAX_REDIRECTS),
-            allow_insecure_redirect: cli.allow_insecure_redirect
-                || file.allow_insecure_redirect.unwrap_or(false),
-            quiet: cli.quiet || file.quiet.unwrap_or(false),
+            allow_insecure_redirect: cli.allow_insecure_redirect || file.allow_insecure_redirect,
+            quiet: cli.quiet || file.quiet,
             progress: cli.progress.or(file.progress).unwrap_or_default(),
-            json: cli.json || file.json.unwrap_or(false),
-            timestamping: cli.timestamping || file.timestamping.unwrap_or(false),
+            json: cli.json || file.json,
+            timestamping: cli.timestamping || file.timestamping,
             file_allocation: cli
                 .file_allocation
                 .or(file.file_allocation)
@@ -369,7 +295,7 @@ impl Settings {
             netrc_required: cli.netrc_file.is_some() || file.netrc_file.is_some(),
             netrc: match cli.netrc_file.or(file.netrc_file) {
                 Some(path) => Some(path),
-                None if cli.netrc || file.netrc.unwrap_or(false) => {
+                None if cli.netrc || file.netrc => {
                     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".netrc"))
                 }
                 None => None,

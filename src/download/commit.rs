@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 
-use super::checksum::{Checksum, Mismatch, Verifier};
+use crate::checksum::{Checksum, Mismatch, Verifier};
 use crate::fs;
 
 /// The most files committed in one group.
@@ -267,7 +267,7 @@ pub fn complete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::download::checksum::Checksum;
+    use crate::checksum::Checksum;
 
     fn small(dir: &Path, name: &str, body: &'static [u8], verify: Option<Verifier>) -> Small {
         Small {

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use super::{checksum, http};
-use crate::units::human_bytes;
+use super::http;
+use crate::checksum;
+use crate::display::human_bytes;
 
 /// Why one try of a download failed.
 #[derive(Debug, thiserror::Error)]

@@ -70,7 +70,7 @@ impl Redirects {
             Ok(url) => url,
             Err(e) => return Some(Err(format!("redirect to an invalid URL ({e})"))),
         };
-        let shown = crate::download::redact(&next);
+        let shown = crate::display::redact(&next);
         if !matches!(next.scheme(), "http" | "https") {
             return Some(Err(format!(
                 "refused redirect to {shown} (not http or https)"

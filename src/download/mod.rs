@@ -4,7 +4,6 @@
 
 pub mod auth;
 pub mod body;
-pub mod checksum;
 pub mod commit;
 pub mod cookies;
 pub mod error;
@@ -30,13 +29,15 @@ use std::time::Duration;
 use reqwest::Client;
 use tokio_util::sync::CancellationToken;
 
+use crate::checksum;
+use crate::display::redact;
 use crate::events::{DownloadId, Event, EventSender};
 use crate::input::DownloadSpec;
 use crate::naming::{self, Names};
 use crate::options::OnExists;
 pub use error::DownloadError;
 use ratelimit::{Limits, RateLimiter};
-pub use request::{is_secret, redact};
+pub use request::is_secret;
 use retry::RetryPolicy;
 pub use tries::Tries;
 

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_DISPOSITION, RANGE};
 
 use super::{http, Completed, Downloader, Job, Tries};
+use crate::display::human_bytes;
 use crate::naming;
-use crate::units::human_bytes;
 
 /// What `--dry-run` found out about one download.
 #[derive(Debug)]

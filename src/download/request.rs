@@ -193,17 +193,6 @@ fn userinfo(url: &reqwest::Url) -> Option<(String, Option<String>)> {
     has_userinfo(url).then(|| (decode(url.username()), url.password().map(decode)))
 }
 
-/// A URL as volley shows it (events, messages, the summary) and records it
-/// (state files): a password in it reads `***`.
-pub fn redact(url: &reqwest::Url) -> String {
-    if url.password().is_none() {
-        return url.to_string();
-    }
-    let mut shown = url.clone();
-    let _ = shown.set_password(Some("***"));
-    shown.to_string()
-}
-
 /// Same scheme, host and port.
 fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
     a.scheme() == b.scheme()

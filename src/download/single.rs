@@ -14,9 +14,10 @@ use super::ratelimit::Limits;
 use super::state::ResumeState;
 use super::writer::{PartWriter, StdoutSink};
 use super::{
-    checksum, http, part_path, range, redact, segmented, Completed, DownloadError, Downloader, Job,
-    Slots, Tries, CHECKPOINT_INTERVAL,
+    http, part_path, range, redact, segmented, Completed, DownloadError, Downloader, Job, Slots,
+    Tries, CHECKPOINT_INTERVAL,
 };
+use crate::checksum;
 use crate::naming;
 
 impl Downloader {

@@ -50,14 +50,14 @@ impl ResumeState {
     /// Whether this state describes a download of `url` (recorded with its
     /// password shown as `***`; earlier versions recorded it whole).
     pub fn describes(&self, url: &reqwest::Url) -> bool {
-        self.url == super::redact(url) || self.url == url.as_str()
+        self.url == crate::display::redact(url) || self.url == url.as_str()
     }
 
     /// Whether the validators were issued by `source` (the URL, or the
     /// mirror recorded in `source`).
     pub fn is_from(&self, source: &reqwest::Url) -> bool {
         match &self.source {
-            Some(s) => *s == super::redact(source) || s == source.as_str(),
+            Some(s) => *s == crate::display::redact(source) || s == source.as_str(),
             None => self.describes(source),
         }
     }

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::checksum;
 use super::ratelimit::Limits;
 use super::state::ResumeState;
+use crate::checksum;
 use crate::events::Progress;
 
 /// What a download keeps across its tries.

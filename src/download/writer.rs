@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::checksum::{Checksum, Mismatch, Verifier};
 use super::commit::{self, complete, discard, Small};
+use crate::checksum::{Checksum, Mismatch, Verifier};
 use crate::fs::{create_nofollow, reserve_space, write_at};
 use crate::options::FileAllocation;
 use tokio::io::AsyncWriteExt;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use reqwest::Url;
 
 use super::{parse_url, DownloadSpec, LineError};
-use crate::download::checksum::{Algo, Checksum};
+use crate::checksum::{Algo, Checksum};
 use crate::naming;
 
 /// Parse a Metalink document; every problem is reported with its line.

@@ -18,8 +18,8 @@ pub mod stream;
 
 pub use list::{format_entry, parse_list, parse_list_into, parse_url, ListParser, LIST_KEYS};
 
+use crate::checksum::{self, Checksum};
 use crate::config::Settings;
-use crate::download::checksum::{self, Checksum};
 use crate::options::OutputName;
 
 /// One download as the user asked for it.
@@ -101,7 +101,7 @@ impl Queued {
     /// The URL as shown: a password in it reads `***`.
     pub fn shown_url(&self) -> String {
         match Url::parse(&self.url) {
-            Ok(url) => crate::download::redact(&url),
+            Ok(url) => crate::display::redact(&url),
             Err(_) => self.url.to_string(),
         }
     }

@@ -110,7 +110,7 @@ pub fn show_path(path: &Path) -> String {
     text.strip_prefix("./").map(str::to_string).unwrap_or(text)
 }
 
-pub use crate::units::human_bytes;
+pub use crate::display::human_bytes;
 
 /// Seconds with a sensible precision.
 pub fn human_secs(d: Duration) -> String {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Shared;
-use crate::download::{redact, Completed, DownloadError, Job, Slots, Tries};
+use crate::display::redact;
+use crate::download::{Completed, DownloadError, Job, Slots, Tries};
 use crate::events::{Event, Failure};
 
 /// How one download ended, as data.

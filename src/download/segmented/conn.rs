@@ -9,10 +9,11 @@ use std::time::Duration;
 use reqwest::{Response, StatusCode};
 
 use super::{Split, IDLE_POLL};
+use crate::display::redact;
 use crate::download::body::{Body, Next};
 use crate::download::ratelimit::pause;
 use crate::download::writer::SegmentWriter;
-use crate::download::{http, range, redact, DownloadError, Slots};
+use crate::download::{http, range, DownloadError, Slots};
 
 impl<'a, S: Slots> Split<'a, S> {
     /// One connection: wait `delay` and for a host slot, then fetch ranges until

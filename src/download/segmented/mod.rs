@@ -39,13 +39,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::checksum::Verifier;
 use super::ratelimit::Limits;
 use super::state::ResumeState;
 use super::writer::Ordered;
 use super::{
     part_path, Completed, DownloadError, Downloader, Job, Slots, Tries, CHECKPOINT_INTERVAL,
 };
+use crate::checksum::Verifier;
 use crate::events::Progress;
 
 mod conn;

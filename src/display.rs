@@ -1,5 +1,6 @@
-//! How sizes read to people: one formatting for the core's messages and the
-//! reporters (`--json` keeps raw byte counts).
+//! How values read to people, one way for the core's messages and the
+//! reporters: sizes (`--json` keeps raw byte counts) and URLs (a password in
+//! one never shows).
 
 /// Binary prefixes after bytes, in order.
 const PREFIXES: [&str; 8] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"];
@@ -17,6 +18,17 @@ pub fn human_bytes(n: u64) -> String {
         prefix += 1;
     }
     format!("{value:.2} {}B", PREFIXES[prefix])
+}
+
+/// A URL as volley shows it (events, messages, the summary) and records it
+/// (state files): a password in it reads `***`.
+pub fn redact(url: &reqwest::Url) -> String {
+    if url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_password(Some("***"));
+    shown.to_string()
 }
 
 #[cfg(test)]
