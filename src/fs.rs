@@ -11,6 +11,32 @@ use bytes::Bytes;
 
 use crate::options::FileAllocation;
 
+/// A file the user named for volley to read or write (a netrc, a
+/// cookies.txt): it cannot be used. A usage error (exit 2) when reading.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The file could not be read or written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What the file is to the user (`cannot read netrc file`, `cookie file`).
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS reason.
+        source: io::Error,
+    },
+    /// A line is malformed.
+    #[error("{path}:{line}: {reason}")]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
 /// The directory `path` is in: `.` for a bare name.
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {

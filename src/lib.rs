@@ -32,12 +32,9 @@ pub enum RunError {
     /// The HTTP client could not be built from the settings.
     #[error(transparent)]
     Client(#[from] download::http::ClientError),
-    /// The `.netrc` could not be read.
+    /// The `.netrc` or the cookie file could not be read.
     #[error(transparent)]
-    Auth(#[from] download::auth::AuthError),
-    /// The cookie file could not be read.
-    #[error(transparent)]
-    Cookies(#[from] download::cookies::CookieError),
+    File(#[from] fs::FileError),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),

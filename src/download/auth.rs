@@ -9,32 +9,12 @@
 //! unless `default` or `--http-user` exists.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use reqwest::Url;
 
 /// Why the credentials could not be read: a usage error (exit 2).
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// The `.netrc` could not be read.
-    #[error("cannot read netrc file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The OS reason.
-        source: std::io::Error,
-    },
-    /// The `.netrc` is malformed.
-    #[error("{path}:{line}: {reason}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// What is wrong.
-        reason: String,
-    },
-}
+pub type AuthError = crate::fs::FileError;
 
 /// All credentials of the run.
 #[derive(Debug, Default, Clone)]
@@ -64,7 +44,8 @@ impl Credentials {
                 Ok(bytes) => Netrc::parse(&String::from_utf8_lossy(&bytes), path)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Netrc::default(),
                 Err(source) => {
-                    return Err(AuthError::Read {
+                    return Err(AuthError::Io {
+                        what: "cannot read netrc file",
                         path: path.to_path_buf(),
                         source,
                     })
@@ -438,7 +419,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("netrc");
         let e = Credentials::load(None, Some(&missing), true).unwrap_err();
-        assert!(matches!(e, AuthError::Read { .. }), "{e}");
+        assert!(matches!(e, AuthError::Io { .. }), "{e}");
         // The default ~/.netrc may be missing.
         let c = Credentials::load(None, Some(&missing), false).unwrap();
         assert_eq!(c.for_url(&url("http://h/")), None);

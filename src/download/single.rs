@@ -223,8 +223,21 @@ impl Downloader {
             return Err(DownloadError::ShortBody { got: end, expected });
         }
         let stale_state = tries.state_on_disk.then(|| ResumeState::path_for(&part));
+        self.finish(tries, writer, final_path, stale_state).await
+    }
+
+    /// Verify, flush and rename a whole `.part` to its final name (removing
+    /// the state file `stale`); a checksum mismatch deletes it.
+    async fn finish(
+        &self,
+        tries: &mut Tries,
+        writer: PartWriter,
+        final_path: PathBuf,
+        stale: Option<PathBuf>,
+    ) -> Result<Completed, DownloadError> {
+        let part = writer.path().to_path_buf();
         let (bytes, checksum) = writer
-            .finish(final_path.clone(), stale_state)
+            .finish(final_path.clone(), stale)
             .await
             .map_err(|e| self.mismatch(tries, e, &part))?;
         Ok(Completed::Done {
@@ -268,17 +281,9 @@ impl Downloader {
         self.start(job, tries, &final_path, offset, Some(offset));
         let part = part_path(&final_path);
         let verify = checksum::Verifier::new(self.expected(job, &final_path, Some(headers)));
-        let writer = PartWriter::new(part.clone(), offset, verify);
         let stale = Some(ResumeState::path_for(&part));
-        let (bytes, checksum) = writer
-            .finish(final_path.clone(), stale)
-            .await
-            .map_err(|e| self.mismatch(tries, e, &part))?;
-        Ok(Completed::Done {
-            path: final_path,
-            bytes,
-            checksum,
-        })
+        let writer = PartWriter::new(part, offset, verify);
+        self.finish(tries, writer, final_path, stale).await
     }
 
     /// Where this response's body starts and the whole file's size; a ranged

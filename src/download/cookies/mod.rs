@@ -14,7 +14,7 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,27 +32,7 @@ use netscape::{netscape_line, parse_netscape, NETSCAPE_HEADER};
 const LATEST: u64 = 253_402_300_799;
 
 /// Why a cookie file could not be used: a usage error (exit 2) when loading.
-#[derive(Debug, thiserror::Error)]
-pub enum CookieError {
-    /// The file could not be read or written.
-    #[error("cookie file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS reason.
-        source: std::io::Error,
-    },
-    /// A line is malformed.
-    #[error("{path}:{line}: {reason}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// What is wrong.
-        reason: String,
-    },
-}
+pub type CookieError = crate::fs::FileError;
 
 /// A cookie's place in the store: domain, path and name.
 type Key = (String, String, String);
@@ -127,6 +107,7 @@ impl Jar {
             return Ok(Jar::default());
         };
         let bytes = std::fs::read(path).map_err(|source| CookieError::Io {
+            what: "cookie file",
             path: path.to_path_buf(),
             source,
         })?;
@@ -141,6 +122,7 @@ impl Jar {
     pub fn save(&self, path: &Path) -> Result<(), CookieError> {
         let text = self.to_netscape(unix_now());
         crate::fs::write_private(path, text.as_bytes()).map_err(|source| CookieError::Io {
+            what: "cookie file",
             path: path.to_path_buf(),
             source,
         })
