@@ -4,7 +4,10 @@
 //! validated [`config::Settings`]) → [`input`] (URL lists into specs) →
 //! [`scheduler`] (concurrency, per-host limits, retries) → [`download`] (one
 //! download: request, name, `.part`, resume state, rename) → [`events`] (what the
-//! core emits) → [`report`] (bars, plain lines, JSON Lines, summary).
+//! core emits) → [`report`] (bars, plain lines, JSON Lines, summary). Beneath
+//! them: [`naming`] (every output path), [`checksum`], [`fs`] (filesystem
+//! primitives), [`options`] (option values), [`display`] (sizes and URLs as
+//! people read them). README.md's Layout section has the whole tree.
 
 pub mod checksum;
 pub mod cli;

@@ -103,21 +103,15 @@ impl Downloader {
             plan.action = Action::Fail(format!("HTTP {}", response.status()));
             return plan;
         }
-        if job.spec.out.is_none() && job.name.is_some() && tries.resume.is_none() {
-            let served = response
+        if let (None, Some(planned), None) = (&job.spec.out, &job.name, &tries.resume) {
+            let disposition = response
                 .headers()
                 .get(CONTENT_DISPOSITION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(naming::from_content_disposition)
-                .or_else(|| {
-                    self.trust_server_names
-                        .then(|| naming::for_url(response.url()))
-                });
+                .and_then(|v| v.to_str().ok());
+            let last = self.trust_server_names.then(|| response.url());
             // Only a name the server gives moves the file (as in a real run);
             // otherwise the planned name stands (`--on-exists rename` included).
-            if let Some(served) = served
-                .filter(|s| *s != naming::for_url(&job.spec.url) && Some(s) != job.name.as_ref())
-            {
+            if let Some(served) = naming::from_answer(disposition, last, &job.spec.url, planned) {
                 plan.path = Some(job.dir.join(served));
             }
         }

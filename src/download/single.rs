@@ -344,29 +344,16 @@ impl Downloader {
         if job.spec.out.is_some() || offset > 0 || tries.resume.is_some() {
             return Ok(None);
         }
-        let provisional = job.name.as_deref().unwrap_or_default();
         let disposition = response
             .headers()
             .get(CONTENT_DISPOSITION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(naming::from_content_disposition);
+            .and_then(|v| v.to_str().ok());
         // A mirror's own URL does not name the file: the first URL does.
-        let served = match disposition {
-            Some(name) => name,
-            // Not redirected: the URL names the file as planned.
-            // The URL given names the file, not where a redirect led (unless
-            // --trust-server-names).
-            None if !self.trust_server_names
-                || tries.sources.current != 0
-                || response.url() == &job.spec.url =>
-            {
-                return Ok(None)
-            }
-            None => naming::for_url(response.url()),
-        };
-        if served == naming::for_url(&job.spec.url) || served == provisional {
+        let last = (self.trust_server_names && tries.sources.current == 0).then(|| response.url());
+        let planned = job.name.as_deref().unwrap_or_default();
+        let Some(served) = naming::from_answer(disposition, last, &job.spec.url, planned) else {
             return Ok(None);
-        }
+        };
         let path = self.names.reserve(&job.dir, &served, false);
         let path = match self.settle_existing(job, path, &served) {
             Ok(path) => path,

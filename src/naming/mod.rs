@@ -223,6 +223,22 @@ pub fn for_url_text(url: &str) -> String {
         .unwrap_or_else(|| FALLBACK_NAME.to_string())
 }
 
+/// The name an answer gives a download, when it is not the name planned for
+/// it: the `Content-Disposition` header's, else, only when `last` is given
+/// (`--trust-server-names`, the file's own URL), the last URL's after
+/// redirects. `None` keeps the planned name: a redirect does not choose it.
+pub fn from_answer(
+    disposition: Option<&str>,
+    last: Option<&Url>,
+    asked: &Url,
+    planned: &str,
+) -> Option<String> {
+    disposition
+        .and_then(from_content_disposition)
+        .or_else(|| last.filter(|l| *l != asked).map(for_url))
+        .filter(|served| *served != for_url(asked) && served != planned)
+}
+
 /// The name a download gets without `out=` or a server-given name: the URL's
 /// last segment, else [`FALLBACK_NAME`].
 pub fn for_url(url: &Url) -> String {
@@ -283,6 +299,28 @@ mod tests {
         assert_eq!(u("http://h/"), None);
         assert_eq!(u("http://h/%2e%2e"), None);
         assert_eq!(u("http://h/a%2F..%2Fevil").as_deref(), Some("evil"));
+    }
+
+    #[test]
+    fn an_answer_names_a_download_only_by_its_disposition_or_when_trusted() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let asked = u("http://h/dl/good.iso");
+        let moved = u("http://h/.bashrc");
+        let cd = Some("attachment; filename=\"report.pdf\"");
+        assert_eq!(from_answer(None, None, &asked, "good.iso"), None);
+        // A redirect names nothing unless trusted.
+        assert_eq!(from_answer(None, None, &asked, "good.iso"), None);
+        assert_eq!(
+            from_answer(None, Some(&moved), &asked, "good.iso").as_deref(),
+            Some(".bashrc")
+        );
+        assert_eq!(from_answer(None, Some(&asked), &asked, "good.iso"), None);
+        assert_eq!(
+            from_answer(cd, None, &asked, "good.iso").as_deref(),
+            Some("report.pdf")
+        );
+        // The planned name (a numbered one included) stands when it is the same.
+        assert_eq!(from_answer(cd, None, &asked, "report.pdf"), None);
     }
 
     #[test]
