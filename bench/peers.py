@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side download benchmark against peers on a loopback nginx.
 
-peers.py [--runs N] [--tools a,b] [--scenarios s,t] [--ours PATH]
+peers.py [--runs N] [--tools a,b] [--scenarios s,t] [--ours PATH] [--base PATH]
 Prints one row per (scenario, tool): median wall s, user+sys CPU s, peak RSS MiB, MB/s,
 volley's median wall time divided by the tool's (vol/x: 1.05x means volley took 5% longer), ok.
 Runs are interleaved across tools.
@@ -23,7 +23,7 @@ SCEN = {
     "many":      dict(urls=[f"{BASE}/many/m{i}.bin" for i in range(100000)], files=[f"many/m{i}.bin" for i in range(100000)], jobs=32, conns=1),
 }
 
-def cmd_for(tool, s, lst, out, ours):
+def cmd_for(tool, s, lst, out, ours, base=None):
     j, x = s["jobs"], s["conns"]
     if tool == "aria2c":
         return ["aria2c", "-q", "-i", lst, f"-j{j}", f"-x{x}", f"-s{x}", "-k1M", "-d", out,
@@ -42,7 +42,9 @@ def cmd_for(tool, s, lst, out, ours):
     if tool == "axel":
         if len(s["urls"]) != 1: return None
         return ["axel", "-q", "-n", str(x), "-o", out + "/", s["urls"][0]]
-    if tool == "volley":
+    if tool in ("volley", "base"):
+        # "base": another build of volley (--base), e.g. before a change.
+        ours = ours if tool == "volley" else base
         if not ours or not os.path.exists(ours): return None
         c = [ours, "-q", "-i", lst, "-j", str(j), "--max-per-host", str(max(j, x)), "-d", out]
         return c + ["-x", str(x)] if x > 1 else c
@@ -89,6 +91,7 @@ def main():
     ap.add_argument("--tools", default="aria2c,wget2,curl,axel,volley")
     ap.add_argument("--scenarios", default="small,large,throttled")
     ap.add_argument("--ours", default=os.environ.get("VOLLEY", "target/release/volley"), help="path of the volley binary")
+    ap.add_argument("--base", help="another volley binary to run beside it as the tool 'base' (a build before a change)")
     a = ap.parse_args()
     os.makedirs(LISTS, exist_ok=True)
     print(f"{'scenario':10} {'tool':7} {'wall_s':>8} {'cpu_s':>7} {'rss_MiB':>8} {'MB/s':>8} {'vol/x':>7}  check")
@@ -99,12 +102,13 @@ def main():
         total = sum(os.path.getsize(os.path.join(WWW, f)) for f in s["files"])
         # Runs are interleaved (volley, peer, peer, volley, ...) so that drift in a
         # shared machine's load hits every tool alike.
-        tools = [t for t in a.tools.split(",") if cmd_for(t, s, lst, f"{OUT}/{t}", a.ours) is not None]
+        names = a.tools.split(",") + (["base"] if a.base and "base" not in a.tools else [])
+        tools = [t for t in names if cmd_for(t, s, lst, f"{OUT}/{t}", a.ours, a.base) is not None]
         res = {t: dict(walls=[], cpus=[], rss=[], check="ok") for t in tools}
         for i in range(a.runs):
             for tool in tools:
                 out = f"{OUT}/{tool}"
-                cmd = cmd_for(tool, s, lst, out, a.ours)
+                cmd = cmd_for(tool, s, lst, out, a.ours, a.base)
                 shutil.rmtree(out, ignore_errors=True); os.makedirs(out)
                 w, c, m, rc, err = run_once(cmd)
                 v = verify(s, out, full=(i == 0))
@@ -118,7 +122,7 @@ def main():
             w = statistics.median(r["walls"])
             ratio = f"{base / w:5.2f}x" if base else ""
             print(f"{sn:10} {tool:7} {w:8.2f} {statistics.median(r['cpus']):7.2f} {max(r['rss']):8.1f} {total/w/1e6:8.1f} {ratio:>7}  {r['check']}", flush=True)
-        peers = [t for t in tools if t != "volley"]
+        peers = [t for t in tools if t not in ("volley", "base")]
         if "volley" in res and peers:
             med = lambda t, k: statistics.median(res[t][k])
             best = min(peers, key=lambda t: med(t, "walls"))
