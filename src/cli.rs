@@ -317,11 +317,37 @@ pub struct Cli {
     #[arg(long, help_heading = "HTTP")]
     pub insecure: bool,
 
-    /// Add a PEM root certificate to the trusted set.
+    /// Trust the PEM certificates in FILE, beside the system's.
+    ///
+    /// A CA's certificate, or a server's own self-signed certificate (as curl --cacert takes it):
+    /// the host name and dates are still checked.
     ///
     /// [config: ca_cert]
     #[arg(long, value_name = "FILE", help_heading = "HTTP")]
     pub ca_cert: Option<PathBuf>,
+
+    /// Client certificate (PEM) for servers that ask for one (mutual TLS).
+    ///
+    /// The file may hold the private key too; else give it with --key.
+    ///
+    /// [config: cert]
+    #[arg(long, value_name = "FILE", help_heading = "HTTP", value_hint = clap::ValueHint::FilePath)]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of the --cert certificate.
+    ///
+    /// [config: key]
+    #[arg(long, value_name = "FILE", help_heading = "HTTP", value_hint = clap::ValueHint::FilePath)]
+    pub key: Option<PathBuf>,
+
+    /// Speak HTTP/1.1 only, never HTTP/2.
+    ///
+    /// By default HTTP/2 is used where the server offers it, for small files (they share a
+    /// connection); split downloads and large files always use HTTP/1.1 connections of their own.
+    ///
+    /// [default: off] [config: http1_1]
+    #[arg(long = "http1.1", help_heading = "HTTP")]
+    pub http1_1: bool,
 
     /// Follow redirects from https to http (refused by default).
     ///

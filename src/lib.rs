@@ -58,7 +58,7 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
     } else {
         None
     };
-    let client = download::http::build_client(&settings, jar.clone())?;
+    let clients = download::http::build_clients(&settings, jar.clone())?;
     // One thread for the network: downloads wait on sockets, not on the CPU,
     // and a second worker would cost a wakeup per task handoff. Files are
     // written on the blocking pool and by the committer thread.
@@ -72,7 +72,7 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(cancel.clone()));
         let keep = settings.save_failed.is_some();
-        scheduler::run(&settings, input, client, credentials, events, cancel, keep).await
+        scheduler::run(&settings, input, clients, credentials, events, cancel, keep).await
     });
     let summary = ran.summary;
     // Every sender is gone: wake the reporter for its last look.

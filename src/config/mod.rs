@@ -127,8 +127,14 @@ pub struct Settings {
     pub proxy: Option<String>,
     /// Accept invalid certificates.
     pub insecure: bool,
-    /// Extra PEM root.
+    /// Extra PEM roots (or a self-signed server certificate).
     pub ca_cert: Option<PathBuf>,
+    /// Client certificate for mutual TLS.
+    pub cert: Option<PathBuf>,
+    /// Its private key, when not in `cert`.
+    pub key: Option<PathBuf>,
+    /// `--http1.1`: never HTTP/2.
+    pub http1_only: bool,
     /// Redirects followed per download.
     pub max_redirects: usize,
     /// Follow `https` → `http` redirects.
@@ -266,6 +272,9 @@ impl Settings {
             proxy: cli.proxy.or(file.proxy),
             insecure: cli.insecure || file.insecure,
             ca_cert: cli.ca_cert.or(file.ca_cert),
+            cert: cli.cert.or(file.cert),
+            key: cli.key.or(file.key),
+            http1_only: cli.http1_1 || file.http1_1,
             max_redirects: cli
                 .max_redirects
                 .or(file.max_redirects)
@@ -334,6 +343,12 @@ impl Settings {
             return Err(invalid(
                 "--json",
                 "cannot be combined with -o - (both write to stdout)".into(),
+            ));
+        }
+        if settings.key.is_some() && settings.cert.is_none() {
+            return Err(invalid(
+                "--key",
+                "needs --cert (the client certificate the key goes with)".into(),
             ));
         }
         if HeaderValue::from_str(&settings.user_agent).is_err() {

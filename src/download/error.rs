@@ -154,17 +154,23 @@ impl DownloadError {
                 "no data for {} s (idle timeout, --timeout)",
                 idle.as_secs_f64()
             ))
+        } else if let Some(text) = super::tls::explain(&e, &host_of(&e)) {
+            DownloadError::Tls(text)
         } else if e.is_connect() {
-            let text = http::describe(&e);
-            if text.to_ascii_lowercase().contains("certificate") {
-                DownloadError::Tls(format!(
-                    "{text} (--ca-cert FILE trusts a private CA; --insecure skips verification)"
-                ))
-            } else {
-                DownloadError::Network(format!("cannot connect: {text}"))
-            }
+            DownloadError::Network(format!("cannot connect: {}", http::describe(&e)))
         } else {
             DownloadError::Network(http::describe(&e))
         }
     }
+}
+
+/// The host (and port, when not the scheme's) an error is about.
+fn host_of(e: &reqwest::Error) -> String {
+    e.url()
+        .map(|u| match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => u.to_string(),
+        })
+        .unwrap_or_else(|| "the server".into())
 }

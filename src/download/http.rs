@@ -19,6 +19,16 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
+    /// `--cert` or `--key` could not be read or used.
+    #[error("{flag} {path}: {reason}")]
+    Tls {
+        /// The flag.
+        flag: &'static str,
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// `--proxy` was refused.
     #[error("--proxy {url}: {reason}")]
     Proxy {
@@ -107,12 +117,52 @@ fn same_resource(a: &Url, b: &Url) -> bool {
     bare(a) == bare(b)
 }
 
-/// Build the one client shared by every download of the run. Headers from
-/// `-H` and credentials are not defaults of the client: each request gets
-/// them for its own origin only.
-pub fn build_client(
+/// The run's HTTP clients. Both share the cookie jar, the TLS settings and
+/// the proxy; each keeps its own pool of connections.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// Small bodies and first requests: HTTP/2 where the server offers it
+    /// (many bodies share one connection), else HTTP/1.1 with keep-alive.
+    pub shared: Client,
+    /// Bulk transfers (each connection of a split download, each large
+    /// body): HTTP/1.1 only, so that every transfer has a TCP connection of
+    /// its own, as the per-connection limits of servers and networks want.
+    pub bulk: Client,
+}
+
+/// Build the run's clients. Headers from `-H` and credentials are not
+/// defaults of the clients: each request gets them for its own origin only.
+pub fn build_clients(
     s: &Settings,
     jar: Option<std::sync::Arc<super::cookies::Jar>>,
+) -> Result<Clients, ClientError> {
+    let tls = super::tls::TlsOptions {
+        insecure: s.insecure,
+        ca_cert: s.ca_cert.clone(),
+        cert: s.cert.clone(),
+        key: s.key.clone(),
+    };
+    let h1: &[&[u8]] = &[b"http/1.1"];
+    let shared_alpn: &[&[u8]] = if s.http1_only {
+        h1
+    } else {
+        &[b"h2", b"http/1.1"]
+    };
+    let shared = build_one(
+        s,
+        jar.clone(),
+        super::tls::client_config(&tls, shared_alpn)?,
+        !s.http1_only,
+    )?;
+    let bulk = build_one(s, jar, super::tls::client_config(&tls, h1)?, false)?;
+    Ok(Clients { shared, bulk })
+}
+
+fn build_one(
+    s: &Settings,
+    jar: Option<std::sync::Arc<super::cookies::Jar>>,
+    tls: rustls::ClientConfig,
+    http2: bool,
 ) -> Result<Client, ClientError> {
     let mut builder = Client::builder()
         .user_agent(s.user_agent.clone())
@@ -122,7 +172,15 @@ pub fn build_client(
         .read_timeout(s.timeout)
         .pool_max_idle_per_host(s.max_per_host.max(s.jobs))
         .tcp_nodelay(true)
-        .tls_danger_accept_invalid_certs(s.insecure);
+        .tls_backend_preconfigured(tls);
+    builder = if http2 {
+        // A flow-control window caps a connection at window / round-trip
+        // time; hyper's adaptive window grows it to the bandwidth-delay
+        // product it measures, so a long round trip does not cap HTTP/2.
+        builder.http2_adaptive_window(true)
+    } else {
+        builder.http1_only()
+    };
     if let Some(jar) = jar {
         builder = builder.cookie_provider(jar);
     }
@@ -133,31 +191,9 @@ pub fn build_client(
         })?;
         builder = builder.proxy(p);
     }
-    if let Some(path) = &s.ca_cert {
-        let err = |reason: String| ClientError::CaCert {
-            path: path.display().to_string(),
-            reason,
-        };
-        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| err(format!("not a PEM certificate: {}", describe(&e))))?;
-        if certs.is_empty() {
-            return Err(err(
-                "no certificate in the file (expected '-----BEGIN CERTIFICATE-----')".into(),
-            ));
-        }
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    // Certificates are decoded only here, so a failure with --ca-cert is its fault.
-    builder.build().map_err(|e| match &s.ca_cert {
-        Some(path) => ClientError::CaCert {
-            path: path.display().to_string(),
-            reason: format!("cannot use the certificate: {}", describe(&e)),
-        },
-        None => ClientError::Build(describe(&e)),
-    })
+    builder
+        .build()
+        .map_err(|e| ClientError::Build(describe(&e)))
 }
 
 /// Statuses worth another try.

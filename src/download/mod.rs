@@ -17,6 +17,7 @@ pub mod retry;
 pub mod segmented;
 pub mod single;
 pub mod state;
+pub mod tls;
 pub mod tries;
 pub mod writer;
 
@@ -26,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::checksum;
@@ -115,7 +115,7 @@ pub use crate::naming::part_path;
 #[derive(Debug)]
 pub struct Downloader {
     /// The shared client.
-    pub client: Client,
+    pub clients: http::Clients,
     /// Policy for existing final files.
     pub on_exists: OnExists,
     /// The idle timeout, for messages.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_DISPOSITION, RANGE};
 
+use super::request::Lane;
 use super::{http, Completed, Downloader, Job, Tries};
 use crate::display::human_bytes;
 use crate::naming;
@@ -77,12 +78,12 @@ impl Downloader {
         };
         let url = &job.spec.url;
         let mut result = self
-            .send_following(job, reqwest::Method::HEAD, url, |r| r)
+            .send_following(job, reqwest::Method::HEAD, url, Lane::Shared, |r| r)
             .await;
         if let Ok(r) = &result {
             if matches!(r.status().as_u16(), 405 | 501) {
                 result = self
-                    .send_following(job, reqwest::Method::GET, url, |r| {
+                    .send_following(job, reqwest::Method::GET, url, Lane::Shared, |r| {
                         r.header(RANGE, "bytes=0-0")
                             .header(ACCEPT_ENCODING, "identity")
                     })

@@ -8,6 +8,17 @@ use reqwest::Response;
 use super::state::ResumeState;
 use super::{segmented, DownloadError, Downloader, Job, Tries};
 
+/// Which of the run's clients a request goes through (see
+/// [`super::http::Clients`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Small bodies and first requests: HTTP/2 where offered.
+    Shared,
+    /// A transfer that wants a TCP connection of its own: a split download's
+    /// connection, a large body.
+    Bulk,
+}
+
 impl Downloader {
     /// One hop of a request of `job` for `given` (its URL or a mirror), at
     /// `hop` (`given` itself, or where a redirect led). What the user gave goes
@@ -22,8 +33,13 @@ impl Downloader {
         method: reqwest::Method,
         hop: &reqwest::Url,
         given: &reqwest::Url,
+        lane: Lane,
     ) -> reqwest::RequestBuilder {
-        let mut request = self.client.request(method, hop.clone());
+        let client = match lane {
+            Lane::Shared => &self.clients.shared,
+            Lane::Bulk => &self.clients.bulk,
+        };
+        let mut request = client.request(method, hop.clone());
         if !same_origin(hop, given) {
             if let Some((user, password)) = self.credentials.for_mirror(hop) {
                 request = request.basic_auth(user, password);
@@ -74,12 +90,13 @@ impl Downloader {
         job: &Job,
         method: reqwest::Method,
         given: &reqwest::Url,
+        lane: Lane,
         extra: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<Response, DownloadError> {
         let mut chain: Vec<reqwest::Url> = Vec::new();
         let mut hop = given.clone();
         loop {
-            let request = extra(self.request(job, method.clone(), &hop, given));
+            let request = extra(self.request(job, method.clone(), &hop, given, lane));
             let response = request
                 .send()
                 .await
@@ -132,11 +149,14 @@ impl Downloader {
         }
     }
 
+    /// The request of a try: from the current source, for `range`, with the
+    /// validators and `-N`'s date that apply, through `lane`.
     pub(super) async fn send(
         &self,
         job: &Job,
         tries: &Tries,
         range: Option<(u64, Option<u64>)>,
+        lane: Lane,
     ) -> Result<Response, DownloadError> {
         let url = job.source(tries.sources.current);
         // Validators are only comparable on the server that issued them.
@@ -167,7 +187,7 @@ impl Downloader {
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => Err(DownloadError::Interrupted),
-            r = self.send_following(job, reqwest::Method::GET, url, extra) => r,
+            r = self.send_following(job, reqwest::Method::GET, url, lane, extra) => r,
         }
     }
 }

@@ -11,6 +11,7 @@ use reqwest::{Response, StatusCode};
 
 use super::body::{Body, Next};
 use super::ratelimit::Limits;
+use super::request::Lane;
 use super::state::ResumeState;
 use super::writer::{PartWriter, StdoutSink};
 use super::{
@@ -19,6 +20,14 @@ use super::{
 };
 use crate::checksum;
 use crate::naming;
+
+/// Whether an answer is a large body (at least `large` bytes to come) on a
+/// multiplexed HTTP/2 connection.
+fn is_large_on_shared(response: &Response, large: u64) -> bool {
+    response.version() == reqwest::Version::HTTP_2
+        && response.status().is_success()
+        && response.content_length().is_some_and(|n| n >= large)
+}
 
 impl Downloader {
     /// One try: request, name, stream the body (over several connections when
@@ -36,11 +45,24 @@ impl Downloader {
         };
         let limits = self.limits(job, tries);
         let mut range = self.wanted_range(job, tries, connections);
-        let mut response = self.send(job, tries, range).await?;
+        // A download that may be split is a bulk transfer from the start.
+        let lane = if connections > 1 {
+            Lane::Bulk
+        } else {
+            Lane::Shared
+        };
+        let mut response = self.send(job, tries, range, lane).await?;
         if response.status() == StatusCode::RANGE_NOT_SATISFIABLE && range == Some((0, None)) {
             // An empty file has no byte 0 to range over: ask for it plainly.
             range = None;
-            response = self.send(job, tries, range).await?;
+            response = self.send(job, tries, range, lane).await?;
+        }
+        if lane == Lane::Shared && is_large_on_shared(&response, self.min_split_size) {
+            // A large body on a shared HTTP/2 connection would share its
+            // window and the connection's limits with every other download:
+            // ask again on a connection of its own (nothing was read yet).
+            drop(response);
+            response = self.send(job, tries, range, Lane::Bulk).await?;
         }
         let offset = range.map_or(0, |(s, _)| s);
         let status = response.status();

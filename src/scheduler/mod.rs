@@ -55,7 +55,7 @@ pub struct Ran {
 pub async fn run(
     settings: &Settings,
     mut input: Input,
-    client: reqwest::Client,
+    clients: crate::download::http::Clients,
     credentials: crate::download::auth::Credentials,
     events: EventSender,
     cancel: CancellationToken,
@@ -74,7 +74,7 @@ pub async fn run(
     let (dirs, listing) = create_dirs(std::mem::take(&mut planner.counts), !settings.dry_run).await;
     let shared = Arc::new(Shared {
         downloader: Downloader {
-            client,
+            clients,
             on_exists: settings.on_exists,
             idle_timeout: settings.timeout,
             names,

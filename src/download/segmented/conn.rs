@@ -12,6 +12,7 @@ use super::{Split, IDLE_POLL};
 use crate::display::redact;
 use crate::download::body::{Body, Next};
 use crate::download::ratelimit::pause;
+use crate::download::request::Lane;
 use crate::download::writer::SegmentWriter;
 use crate::download::{http, range, DownloadError, Slots};
 
@@ -150,7 +151,7 @@ impl<'a, S: Slots> Split<'a, S> {
         tokio::select! {
             biased;
             _ = self.stop.cancelled() => Err(DownloadError::Interrupted),
-            r = self.dl.send_following(self.job, reqwest::Method::GET, url, extra) => r,
+            r = self.dl.send_following(self.job, reqwest::Method::GET, url, Lane::Bulk, extra) => r,
         }
     }
 
