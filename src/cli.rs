@@ -205,7 +205,12 @@ pub struct Cli {
     #[arg(short = 'j', long, value_name = "N", help_heading = "Concurrency")]
     pub jobs: Option<usize>,
 
-    /// Connections open to one host at once, across all downloads.
+    /// TCP connections open to one host at once, across all downloads.
+    ///
+    /// Counted the same whatever the protocol: each connection of a split download and each large
+    /// body has a TCP connection of its own. Over HTTP/2 small files share a connection, and each
+    /// request in flight still counts, so no more than N requests go to one host at once either.
+    /// A busy host (429, 503) gets fewer, for a while.
     ///
     /// [default: 8] [config: max_per_host]
     #[arg(long, value_name = "N", help_heading = "Concurrency")]

@@ -123,13 +123,29 @@ impl DownloadError {
         )
     }
 
-    /// Whether the host is pushing back (429, 503, a network error): its
-    /// connection window shrinks.
-    pub fn is_congestion(&self) -> bool {
-        match self {
-            DownloadError::Http { status, .. } => matches!(status.as_u16(), 429 | 503),
-            DownloadError::Network(_) => true,
-            _ => false,
+    /// Whether the host says it is busy (429, 503): its connection window
+    /// shrinks.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, DownloadError::Http { status, .. } if matches!(status.as_u16(), 429 | 503))
+    }
+
+    /// Whether one connection failed (refused, reset, stalled, cut short):
+    /// the connection's problem, unless it happens to most of the host's
+    /// requests.
+    pub fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            DownloadError::Network(_) | DownloadError::ShortBody { .. }
+        )
+    }
+
+    /// Tell the host's window what this failure of a request started in
+    /// generation `since` says about the host.
+    pub fn tell<S: super::Slots>(&self, slots: &S, since: u64, max_wait: Duration) {
+        if self.is_busy() {
+            slots.busy(since, self.retry_after().map(|d| d.min(max_wait)));
+        } else if self.is_fault() {
+            slots.fault(since);
         }
     }
 

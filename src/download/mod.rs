@@ -49,8 +49,15 @@ pub trait Slots: Sync {
     type Permit: Send;
     /// Wait for a slot.
     fn acquire(&self) -> impl Future<Output = Self::Permit> + Send;
-    /// The host pushed back (429, 503, a network error).
-    fn congestion(&self, retry_after: Option<Duration>);
+    /// The window generation a slot was taken in: what [`Slots::busy`] and
+    /// [`Slots::fault`] weigh a failure by.
+    fn generation(permit: &Self::Permit) -> u64;
+    /// The host said it is busy (429, 503) to a request started in
+    /// generation `since`.
+    fn busy(&self, since: u64, retry_after: Option<Duration>);
+    /// A request started in generation `since` failed on its connection (a
+    /// reset, a stall, a short body).
+    fn fault(&self, since: u64);
     /// A request succeeded.
     fn success(&self);
 }

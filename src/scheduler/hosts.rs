@@ -1,12 +1,19 @@
-//! Per-host concurrency windows: additive increase, multiplicative decrease.
+//! Per-host concurrency windows: additive increase, multiplicative decrease,
+//! with a host's faults told apart from its congestion.
 //!
 //! Each host (`scheme://host:port`) gets a window of connections, starting at
-//! `--max-per-host`. A 429, a 503 or a network error halves it (never below 1); a
-//! success grows it by `1/window`, so by about one connection per window's worth of
-//! successes, back up to `--max-per-host`. A `Retry-After` pauses new requests to
-//! the whole host, not just the download that got it.
+//! `--max-per-host`. A host that says it is busy (a 429 or a 503) halves it
+//! (never below 1), but at most once per window's worth of requests: only a
+//! request started after the last cut can cut again, as TCP cuts its window
+//! once per round trip however many packets of it were lost. A reset, a stall
+//! or a short body is the connection's problem, not the host's: it is retried
+//! without shrinking the window, unless faults come in a burst (half of the
+//! host's last requests), which says the host is in trouble. Each success grows
+//! the window by `1/window`, about one connection per window's worth of
+//! successes, back up to `--max-per-host`. A `Retry-After` pauses new
+//! requests to the whole host, not just the download that got it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +21,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::events::{Event, EventSender};
+
+/// How many of a host's last outcomes are weighed for a burst of faults, at
+/// least (more when `--max-per-host` is larger).
+const RECENT_MIN: usize = 8;
 
 /// All hosts of the run.
 #[derive(Debug)]
@@ -51,6 +62,8 @@ impl Hosts {
                         size: self.max as f64,
                         in_flight: 0,
                         paused_until: None,
+                        cuts: 0,
+                        recent: VecDeque::new(),
                     }),
                     freed: Notify::new(),
                 })
@@ -65,11 +78,30 @@ struct Window {
     size: f64,
     in_flight: usize,
     paused_until: Option<Instant>,
+    /// How many times the window was cut: the generation of the requests
+    /// started since.
+    cuts: u64,
+    /// The last outcomes, `true` for a fault.
+    recent: VecDeque<bool>,
 }
 
 impl Window {
     fn limit(&self, max: usize) -> usize {
         (self.size.floor() as usize).clamp(1, max)
+    }
+
+    fn remember(&mut self, fault: bool, max: usize) {
+        let keep = max.max(RECENT_MIN);
+        if self.recent.len() == keep {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(fault);
+    }
+
+    /// Whether half of the last outcomes (a full memory of them) were faults.
+    fn faults_in_a_burst(&self, max: usize) -> bool {
+        let faults = self.recent.iter().filter(|&&f| f).count();
+        self.recent.len() >= max.max(RECENT_MIN) && faults * 2 >= self.recent.len()
     }
 }
 
@@ -87,6 +119,14 @@ pub struct Host {
 #[derive(Debug)]
 pub struct HostPermit {
     host: Arc<Host>,
+    generation: u64,
+}
+
+impl HostPermit {
+    /// The window's generation when this slot was taken (see [`Host::busy`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
 }
 
 impl Drop for HostPermit {
@@ -116,7 +156,10 @@ impl Host {
                         w.paused_until = None;
                         if w.in_flight < w.limit(self.max) {
                             w.in_flight += 1;
-                            return HostPermit { host: self.clone() };
+                            return HostPermit {
+                                host: self.clone(),
+                                generation: w.cuts,
+                            };
                         }
                         None
                     }
@@ -136,6 +179,7 @@ impl Host {
     pub fn success(&self) {
         let change = {
             let mut w = self.lock();
+            w.remember(false, self.max);
             let before = w.limit(self.max);
             w.size = (w.size + 1.0 / w.size).min(self.max as f64);
             let after = w.limit(self.max);
@@ -147,19 +191,47 @@ impl Host {
         }
     }
 
-    /// The host pushed back (429, 503, a reset): halve the window, and pause the
-    /// host for `retry_after` when it said so.
-    pub fn congestion(&self, retry_after: Option<Duration>) {
-        let window = {
+    /// The host said it is busy (429, 503) to a request started in window
+    /// generation `since`: halve the window, unless it was cut after that
+    /// request started; pause the host for `retry_after` when it said so.
+    pub fn busy(&self, since: u64, retry_after: Option<Duration>) {
+        let report = {
             let mut w = self.lock();
-            w.size = (w.size / 2.0).max(1.0);
+            w.remember(false, self.max);
+            let cut = Self::cut(&mut w, since);
             if let Some(wait) = retry_after {
                 let until = Instant::now() + wait;
                 w.paused_until = Some(w.paused_until.map_or(until, |p| p.max(until)));
             }
-            w.limit(self.max)
+            (cut || retry_after.is_some()).then(|| w.limit(self.max))
         };
-        self.report(window, retry_after);
+        if let Some(window) = report {
+            self.report(window, retry_after);
+        }
+    }
+
+    /// A connection of a request started in generation `since` failed (a
+    /// reset, a stall, a short body, a refused connection): the host's
+    /// window shrinks only when faults come in a burst.
+    pub fn fault(&self, since: u64) {
+        let report = {
+            let mut w = self.lock();
+            w.remember(true, self.max);
+            (w.faults_in_a_burst(self.max) && Self::cut(&mut w, since)).then(|| w.limit(self.max))
+        };
+        if let Some(window) = report {
+            self.report(window, None);
+        }
+    }
+
+    /// Halve the window, once per generation; `true` when it was cut.
+    fn cut(w: &mut Window, since: u64) -> bool {
+        if since < w.cuts {
+            return false;
+        }
+        w.size = (w.size / 2.0).max(1.0);
+        w.cuts += 1;
+        true
     }
 
     /// The current number of connections allowed.
@@ -183,8 +255,16 @@ impl crate::download::Slots for Arc<Host> {
         Host::acquire(self)
     }
 
-    fn congestion(&self, retry_after: Option<Duration>) {
-        Host::congestion(self, retry_after);
+    fn generation(permit: &HostPermit) -> u64 {
+        permit.generation()
+    }
+
+    fn busy(&self, since: u64, retry_after: Option<Duration>) {
+        Host::busy(self, since, retry_after);
+    }
+
+    fn fault(&self, since: u64) {
+        Host::fault(self, since);
     }
 
     fn success(&self) {
@@ -201,15 +281,20 @@ mod tests {
         Hosts::new(max, tx).get(&reqwest::Url::parse("http://h:1/x").unwrap())
     }
 
+    /// The generation a request started now would have.
+    fn now(h: &Arc<Host>) -> u64 {
+        h.lock().cuts
+    }
+
     #[tokio::test]
     async fn window_halves_on_congestion_and_grows_back_slowly() {
         let h = host(8);
         assert_eq!(h.window(), 8);
-        h.congestion(None);
+        h.busy(now(&h), None);
         assert_eq!(h.window(), 4);
-        h.congestion(None);
-        h.congestion(None);
-        h.congestion(None);
+        h.busy(now(&h), None);
+        h.busy(now(&h), None);
+        h.busy(now(&h), None);
         assert_eq!(h.window(), 1, "never below one");
         h.success();
         assert_eq!(h.window(), 2);
@@ -236,9 +321,47 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retry_after_pauses_the_whole_host() {
         let h = host(4);
-        h.congestion(Some(Duration::from_secs(2)));
+        h.busy(now(&h), Some(Duration::from_secs(2)));
         let start = Instant::now();
         let _p = h.acquire().await;
         assert!(start.elapsed() >= Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn busy_answers_to_one_window_of_requests_cut_it_once() {
+        let h = host(16);
+        // Sixteen requests in flight, all answered 429: one cut.
+        let permits: Vec<_> = futures_util::future::join_all((0..16).map(|_| h.acquire())).await;
+        for p in &permits {
+            h.busy(p.generation(), None);
+        }
+        assert_eq!(h.window(), 8);
+        drop(permits);
+        // A request started after the cut may cut again.
+        let p = h.acquire().await;
+        h.busy(p.generation(), None);
+        assert_eq!(h.window(), 4);
+    }
+
+    #[tokio::test]
+    async fn scattered_faults_leave_the_window_and_a_burst_cuts_it() {
+        let h = host(16);
+        // One request in seven fails (a reset, a stall): the window stays.
+        for i in 0..700 {
+            if i % 7 == 0 {
+                h.fault(now(&h));
+            } else {
+                h.success();
+            }
+        }
+        assert_eq!(h.window(), 16);
+        // Most requests fail: the host is in trouble.
+        for _ in 0..16 {
+            h.fault(now(&h));
+        }
+        assert!(
+            h.window() < 16,
+            "a burst of faults did not shrink the window"
+        );
     }
 }

@@ -237,11 +237,12 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             _ = dl.cancel.cancelled() => return Err(Stop::Interrupted),
             p = host.acquire() => p,
         };
+        let since = connection.generation();
         let result = dl.attempt(job, tries, &host, connection).await;
         if let Err(e) = &result {
             // A mirror's error is not this host's.
-            if e.is_congestion() && tries.sources.blame.is_none() {
-                host.congestion(e.retry_after().map(|d| d.min(policy.max_wait)));
+            if tries.sources.blame.is_none() {
+                e.tell(&host, since, policy.max_wait);
             }
         }
         let error = match result {

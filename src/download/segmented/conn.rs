@@ -41,6 +41,10 @@ impl<'a, S: Slots> Split<'a, S> {
                     p = self.slots.acquire() => p,
                 },
             };
+            self.generations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(conn, S::generation(&_permit));
             loop {
                 let work = match &first {
                     Some(_) => {

@@ -90,6 +90,8 @@ pub(super) struct Split<'a, S: Slots> {
     dropped: Mutex<Vec<usize>>,
     /// The source each connection asked last.
     asked: Mutex<HashMap<usize, usize>>,
+    /// The host window's generation each connection's slot was taken in.
+    generations: Mutex<HashMap<usize, u64>>,
     /// Tells every connection to flush, hand back its range and return.
     stop: CancellationToken,
     /// Bumped after each checkpoint: every connection writes out what it holds,
@@ -185,6 +187,7 @@ impl Downloader {
             home: tries.sources.current,
             dropped: Mutex::new(tries.sources.abandoned.clone()),
             asked: Mutex::new(HashMap::new()),
+            generations: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
             flush: tokio::sync::watch::Sender::new(0),
         };
@@ -383,9 +386,15 @@ impl<'a, S: Slots> Split<'a, S> {
                 rounds.next_round();
             }
             // The host window is the first URL's host's.
-            if error.is_congestion() && !mirror {
-                self.slots
-                    .congestion(error.retry_after().map(|d| d.min(policy.max_wait)));
+            if !mirror {
+                let since = self
+                    .generations
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&conn)
+                    .copied()
+                    .unwrap_or_default();
+                error.tell(self.slots, since, policy.max_wait);
             }
             rounds.restart(conn);
             let delay = policy.delay(
