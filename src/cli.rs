@@ -205,7 +205,7 @@ pub struct Cli {
     #[arg(short = 'j', long, value_name = "N", help_heading = "Concurrency")]
     pub jobs: Option<usize>,
 
-    /// TCP connections open to one host at once, across all downloads.
+    /// TCP connections to one host at once (all downloads).
     ///
     /// Counted the same whatever the protocol: each connection of a split download and each large
     /// body has a TCP connection of its own. Over HTTP/2 small files share a connection, and each
