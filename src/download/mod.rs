@@ -60,6 +60,8 @@ pub trait Slots: Sync {
     fn fault(&self, since: u64);
     /// A request succeeded.
     fn success(&self);
+    /// The host answered (or a request to it ended without an answer).
+    fn answered(&self);
 }
 
 /// How often a long download flushes its data and records it in the state file.

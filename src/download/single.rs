@@ -52,6 +52,9 @@ impl Downloader {
             Lane::Shared
         };
         let mut response = self.send(job, tries, range, lane).await?;
+        // Its other requests may go now (over the connection that answered,
+        // when it is HTTP/2).
+        slots.answered();
         if response.status() == StatusCode::RANGE_NOT_SATISFIABLE && range == Some((0, None)) {
             // An empty file has no byte 0 to range over: ask for it plainly.
             range = None;

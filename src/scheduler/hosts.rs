@@ -12,6 +12,12 @@
 //! the window by `1/window`, about one connection per window's worth of
 //! successes, back up to `--max-per-host`. A `Retry-After` pauses new
 //! requests to the whole host, not just the download that got it.
+//!
+//! A host's first request goes alone: until its answer arrives, the host's
+//! window is one. Once volley knows the host speaks HTTP/2, the requests
+//! that follow share the connection that answered instead of each opening
+//! (and shaking hands on) a connection of its own; an HTTP/1.1 host waits
+//! one round trip for its other connections.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -64,6 +70,7 @@ impl Hosts {
                         paused_until: None,
                         cuts: 0,
                         recent: VecDeque::new(),
+                        answered: false,
                     }),
                     freed: Notify::new(),
                 })
@@ -83,10 +90,15 @@ struct Window {
     cuts: u64,
     /// The last outcomes, `true` for a fault.
     recent: VecDeque<bool>,
+    /// The host's first request was answered (or failed): the window opens.
+    answered: bool,
 }
 
 impl Window {
     fn limit(&self, max: usize) -> usize {
+        if !self.answered {
+            return 1;
+        }
         (self.size.floor() as usize).clamp(1, max)
     }
 
@@ -172,6 +184,18 @@ impl Host {
                 },
                 None => freed.await,
             }
+        }
+    }
+
+    /// The host answered a request (or the request ended without an answer):
+    /// its window opens, if it was still waiting for its first answer.
+    pub fn answered(&self) {
+        let opened = {
+            let mut w = self.lock();
+            !std::mem::replace(&mut w.answered, true)
+        };
+        if opened {
+            self.freed.notify_waiters();
         }
     }
 
@@ -267,6 +291,10 @@ impl crate::download::Slots for Arc<Host> {
         Host::fault(self, since);
     }
 
+    fn answered(&self) {
+        Host::answered(self);
+    }
+
     fn success(&self) {
         Host::success(self);
     }
@@ -278,7 +306,9 @@ mod tests {
 
     fn host(max: usize) -> Arc<Host> {
         let (tx, _rx) = EventSender::channel();
-        Hosts::new(max, tx).get(&reqwest::Url::parse("http://h:1/x").unwrap())
+        let h = Hosts::new(max, tx).get(&reqwest::Url::parse("http://h:1/x").unwrap());
+        h.answered();
+        h
     }
 
     /// The generation a request started now would have.
@@ -363,5 +393,22 @@ mod tests {
             h.window() < 16,
             "a burst of faults did not shrink the window"
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_host_takes_one_request_until_it_answers() {
+        let (tx, _rx) = EventSender::channel();
+        let h = Hosts::new(8, tx).get(&reqwest::Url::parse("https://h/x").unwrap());
+        let first = h.acquire().await;
+        let second = tokio::time::timeout(Duration::from_millis(50), h.acquire()).await;
+        assert!(
+            second.is_err(),
+            "a second request went before the first answer"
+        );
+        h.answered();
+        let more = futures_util::future::join_all((0..7).map(|_| h.acquire()));
+        let more = tokio::time::timeout(Duration::from_millis(500), more).await;
+        assert_eq!(more.expect("the window opened").len(), 7);
+        drop(first);
     }
 }

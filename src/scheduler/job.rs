@@ -117,7 +117,9 @@ async fn dry_run(shared: &Shared, job: &Job, tries: &mut Tries) -> Outcome {
             _ = dl.cancel.cancelled() => return Outcome::Interrupted(0),
             p = host.acquire() => p,
         };
-        dl.probe(job, tries).await
+        let plan = dl.probe(job, tries).await;
+        host.answered();
+        plan
     };
     let failed = plan.action.fails();
     dl.events.send(Event::Planned {
@@ -239,6 +241,8 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
         };
         let since = connection.generation();
         let result = dl.attempt(job, tries, &host, connection).await;
+        // Answered or not, the host's first request is over.
+        host.answered();
         if let Err(e) = &result {
             // A mirror's error is not this host's.
             if tries.sources.blame.is_none() {
