@@ -159,34 +159,124 @@ impl DownloadError {
 
     /// Classify a transport error (`idle`: the idle timeout, for the message).
     pub fn from_reqwest(e: reqwest::Error, idle: Duration) -> Self {
+        let (host, port) = host_port(&e);
+        let at = match port {
+            Some(p) => format!("{host} port {p}"),
+            None => host.clone(),
+        };
         if e.is_redirect() {
-            DownloadError::Redirect(
+            return DownloadError::Redirect(
                 std::error::Error::source(&e)
                     .map(ToString::to_string)
-                    .unwrap_or_else(|| http::describe(&e)),
-            )
-        } else if e.is_timeout() {
-            DownloadError::Network(format!(
+                    .unwrap_or_else(|| deepest(&e)),
+            );
+        }
+        if let Some(text) = super::tls::explain(&e, &host_with_port(&host, port)) {
+            return DownloadError::Tls(text);
+        }
+        if e.is_connect() && e.is_timeout() {
+            return DownloadError::Network(format!(
+                "no connection to {at} within the connect timeout (--connect-timeout)"
+            ));
+        }
+        if e.is_timeout() {
+            return DownloadError::Network(format!(
                 "no data for {} s (idle timeout, --timeout)",
                 idle.as_secs_f64()
-            ))
-        } else if let Some(text) = super::tls::explain(&e, &host_of(&e)) {
-            DownloadError::Tls(text)
-        } else if e.is_connect() {
-            DownloadError::Network(format!("cannot connect: {}", http::describe(&e)))
-        } else {
-            DownloadError::Network(http::describe(&e))
+            ));
         }
+        DownloadError::Network(plain_words(&e, &host, &at))
     }
 }
 
-/// The host (and port, when not the scheme's) an error is about.
-fn host_of(e: &reqwest::Error) -> String {
-    e.url()
-        .map(|u| match (u.host_str(), u.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            _ => u.to_string(),
-        })
-        .unwrap_or_else(|| "the server".into())
+/// A transport failure as a person would say it: what happened and to which
+/// host, without the URL again or the library's chain of wrappers.
+fn plain_words(e: &reqwest::Error, host: &str, at: &str) -> String {
+    if let Some(io) = find_io(e) {
+        use std::io::ErrorKind::*;
+        let said = match io.kind() {
+            ConnectionRefused => Some(format!("connection refused by {at}")),
+            ConnectionReset => Some(format!("connection reset by {host}")),
+            ConnectionAborted => Some(format!("connection to {host} aborted")),
+            TimedOut => Some(format!("connection to {at} timed out")),
+            UnexpectedEof => Some(format!("{host} closed the connection early")),
+            BrokenPipe => Some(format!("{host} closed the connection")),
+            HostUnreachable | NetworkUnreachable => Some(format!("{at} is unreachable ({io})")),
+            AddrNotAvailable => Some(format!("cannot connect to {at} ({io})")),
+            _ => None,
+        };
+        if let Some(said) = said {
+            return said;
+        }
+    }
+    let deepest = deepest(e);
+    let chain = chain_text(e).to_ascii_lowercase();
+    if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        return format!("cannot resolve host name {host} ({deepest})");
+    }
+    if e.is_connect() {
+        return format!("cannot connect to {at} ({deepest})");
+    }
+    if e.is_body() || e.is_decode() {
+        return format!("the connection to {host} broke during the body ({deepest})");
+    }
+    format!("{deepest} ({host})")
 }
+
+/// The I/O error in an error's chain, if any (looking inside I/O errors,
+/// whose `source` skips the error they wrap).
+fn find_io<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut found = None;
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            found = Some(io);
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner as &(dyn std::error::Error + 'static));
+                continue;
+            }
+        }
+        next = err.source();
+    }
+    found
+}
+
+/// The innermost cause's text.
+fn deepest(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last: &(dyn std::error::Error + 'static) = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    last.to_string()
+}
+
+/// Every cause's text, for recognising a kind of failure.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        next = s.source();
+    }
+    text
+}
+
+fn host_with_port(host: &str, port: Option<u16>) -> String {
+    match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+/// The host an error is about, and its port when not the scheme's.
+fn host_port(e: &reqwest::Error) -> (String, Option<u16>) {
+    match e.url() {
+        Some(u) => (
+            u.host_str().unwrap_or("the server").to_string(),
+            u.port(),
+        ),
+        None => ("the server".to_string(), None),
+    }
+}
+
