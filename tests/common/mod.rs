@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod h2server;
 pub mod server;
 
 #[allow(unused_imports)]
