@@ -272,11 +272,7 @@ fn host_with_port(host: &str, port: Option<u16>) -> String {
 /// The host an error is about, and its port when not the scheme's.
 fn host_port(e: &reqwest::Error) -> (String, Option<u16>) {
     match e.url() {
-        Some(u) => (
-            u.host_str().unwrap_or("the server").to_string(),
-            u.port(),
-        ),
+        Some(u) => (u.host_str().unwrap_or("the server").to_string(), u.port()),
         None => ("the server".to_string(), None),
     }
 }
-

@@ -8,9 +8,11 @@
 //! only).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -79,7 +81,7 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut config = match &options.cert {
-        None => builder.with_no_client_auth(),
+        None => builder.with_client_cert_resolver(Arc::new(NoClientCert)),
         Some(cert_path) => {
             let chain = read_certs(cert_path, "--cert")?;
             let key_path = options.key.as_deref().unwrap_or(cert_path);
@@ -225,6 +227,30 @@ impl ServerCertVerifier for Verifier {
     }
 }
 
+/// Set once a server asked for a client certificate and volley had none to
+/// give: with TLS 1.3 such a server refuses the connection only after the
+/// handshake, so its refusal may read as a mere closed connection.
+static CLIENT_CERT_ASKED: AtomicBool = AtomicBool::new(false);
+
+/// No client certificate (no `--cert`), but remember that one was asked for.
+#[derive(Debug)]
+struct NoClientCert;
+
+impl ResolvesClientCert for NoClientCert {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        CLIENT_CERT_ASKED.store(true, Ordering::Relaxed);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
+}
+
 /// `--insecure`: any certificate is accepted (the handshake's signatures are
 /// still checked against the certificate's key).
 #[derive(Debug)]
@@ -278,7 +304,18 @@ impl ServerCertVerifier for AnyCertificate {
 /// A TLS failure in plain words with what to do, when `e` (or one of its
 /// causes) is one; `host` is the server asked.
 pub fn explain(e: &(dyn std::error::Error + 'static), host: &str) -> Option<String> {
-    let tls = find_tls_error(e)?;
+    let want_cert = format!("{host} wants a client certificate; give --cert FILE (and --key FILE)");
+    let Some(tls) = find_tls_error(e) else {
+        // Over HTTP/2 the server's alert may reach volley only as text, or
+        // only as a connection closed right after the handshake.
+        let text = chain_text(e);
+        let refused = ["CertificateRequired", "BadCertificate", "UnknownCA"]
+            .iter()
+            .any(|alert| text.contains(&format!("fatal alert: {alert}")));
+        let closed = text.contains("connection closed") || text.contains("unexpected EOF");
+        return (refused || closed && CLIENT_CERT_ASKED.load(Ordering::Relaxed))
+            .then_some(want_cert);
+    };
     let fix_trust = "(--ca-cert FILE trusts a private CA or a self-signed certificate; --insecure skips the check)";
     Some(match tls {
         TlsError::InvalidCertificate(c) => match c {
@@ -296,7 +333,7 @@ pub fn explain(e: &(dyn std::error::Error + 'static), host: &str) -> Option<Stri
                 if presented.is_empty() {
                     "no host name".to_string()
                 } else {
-                    presented.join(", ")
+                    presented.iter().map(|n| plain_name(n)).collect::<Vec<_>>().join(", ")
                 }
             ),
             CertificateError::NotValidForName => {
@@ -317,14 +354,35 @@ pub fn explain(e: &(dyn std::error::Error + 'static), host: &str) -> Option<Stri
             ),
             rustls::AlertDescription::CertificateRequired
             | rustls::AlertDescription::BadCertificate
-            | rustls::AlertDescription::UnknownCA
-            | rustls::AlertDescription::HandshakeFailure => format!(
-                "{host} refused the TLS handshake ({alert:?}); if it wants a client certificate, give --cert FILE (and --key FILE)"
+            | rustls::AlertDescription::UnknownCA => want_cert,
+            rustls::AlertDescription::HandshakeFailure => format!(
+                "{host} refused the TLS handshake; if it wants a client certificate, give --cert FILE (and --key FILE)"
             ),
             other => format!("{host} ended the TLS handshake ({other:?})"),
         },
         other => format!("TLS with {host} failed: {other}"),
     })
+}
+
+/// A name as a certificate holds it, without rustls' wrapping:
+/// `DnsName("example.org")` reads `example.org`.
+fn plain_name(name: &str) -> &str {
+    match (name.find('"'), name.rfind('"')) {
+        (Some(a), Some(b)) if b > a => &name[a + 1..b],
+        _ => name,
+    }
+}
+
+/// Every cause's text, one after the other.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        next = s.source();
+    }
+    text
 }
 
 /// The rustls error in an error's chain of causes.
