@@ -445,6 +445,15 @@ pub struct Cli {
     #[arg(short = 'q', long, help_heading = "Reporting")]
     pub quiet: bool,
 
+    /// Plain lines: a line when each download starts, too.
+    ///
+    /// Without it, plain lines (when stderr is not a terminal) say when a download is done, retried,
+    /// skipped or failed, and the summary.
+    ///
+    /// [default: off] [config: verbose]
+    #[arg(short = 'v', long, help_heading = "Reporting")]
+    pub verbose: bool,
+
     /// Progress display: auto | bars | plain | none.
     ///
     /// auto shows bars on a terminal and plain lines otherwise; bars falls back to plain lines

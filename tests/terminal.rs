@@ -57,6 +57,18 @@ impl Terminal {
     /// Run `volley ARGS` in a fresh sandbox with `env` (on top of the
     /// sandbox's, which sets `NO_COLOR=1`; `("NO_COLOR", None)` removes it).
     fn run(rows: u16, cols: u16, args: &[String], env: &[(&str, Option<&str>)]) -> Terminal {
+        Self::run_with_stdout(rows, cols, args, env, None)
+    }
+
+    /// [`Terminal::run`], with stdout to `stdout` instead of the terminal
+    /// when given (a pipe, a file).
+    fn run_with_stdout(
+        rows: u16,
+        cols: u16,
+        args: &[String],
+        env: &[(&str, Option<&str>)],
+        stdout: Option<Stdio>,
+    ) -> Terminal {
         let sandbox = Sandbox::new();
         let mut cmd = Command::new(volley_bin());
         sandbox.apply(&mut cmd);
@@ -96,7 +108,9 @@ impl Terminal {
         let (master, slave) =
             unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         let stdio = || Stdio::from(slave.try_clone().expect("dup the terminal"));
-        cmd.stdin(stdio()).stdout(stdio()).stderr(stdio());
+        cmd.stdin(stdio())
+            .stdout(stdout.unwrap_or_else(stdio))
+            .stderr(stdio());
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -240,15 +254,22 @@ impl Terminal {
         )
     }
 
-    /// Check the bars as drawn: at least one screen showed a bar with
-    /// `name_part` in its name, and no row of any screen ever wrapped.
+    /// Check the bars as drawn: at least one screen showed a row with
+    /// `name_part` in its name (with its bar on a terminal wide enough for
+    /// one; on a narrow one the numbers stay and the bar goes first), and no
+    /// row of any screen ever wrapped.
     #[track_caller]
     fn assert_bars_fit(&self, name_part: &str) {
         let screens = self.screens_before_summary();
+        let wide = self.cols >= 60;
         let drawn = screens.iter().any(|(contents, _, _)| {
-            contents.contains(name_part)
-                && contents.contains("total [")
-                && (contents.contains("=>") || contents.contains("=="))
+            let row = contents.lines().find(|l| l.contains(name_part));
+            contents.contains("total [")
+                && row.is_some_and(|row| {
+                    let bar = row.contains("=>") || row.contains("==");
+                    // The speed stays at every width this suite draws.
+                    row.contains("/s") && bar == wide
+                })
         });
         assert!(
             drawn,
@@ -375,11 +396,18 @@ fn ctrl_c_exits_130_and_leaves_no_stale_bar_row() {
         args.extend(out_args(urls));
         let mut term = Terminal::run(24, cols, &args, &[]);
         // Both bars are up and half full (the server stalls there).
+        // At 40 columns the size column goes (before the time left and the
+        // speed), so only the bytes so far show.
+        let half = if cols >= 60 {
+            "256 KiB/512 KiB"
+        } else {
+            "256 KiB"
+        };
         term.wait_for("two half-full bars", |s| {
             s.contains("out/b.bin")
                 && s.contains("…")
                 && s.contains("total [0/2 files]")
-                && s.matches("256 KiB/512 KiB").count() == 2
+                && s.matches(half).count() == 2
         });
         term.ctrl_c();
         let status = term.exit();
@@ -419,7 +447,7 @@ fn term_dumb_gets_plain_lines() {
     let server = TestServer::start();
     let files = slow_files(&server, &["d.bin"]);
     for mode in ["auto", "bars"] {
-        let mut args = vec!["--progress".to_string(), mode.to_string()];
+        let mut args = vec!["-v".to_string(), "--progress".to_string(), mode.to_string()];
         args.extend(out_args([files[0].0.clone()]));
         let mut term = Terminal::run(24, 80, &args, &[("TERM", Some("dumb")), ("NO_COLOR", None)]);
         assert_eq!(term.exit().code(), Some(0), "{}", term.dump());
@@ -430,6 +458,7 @@ fn term_dumb_gets_plain_lines() {
             term.dump()
         );
         let screen = term.screen().screen().contents();
+        // Start lines only with -v (run above): done lines and the summary.
         for line in ["start    ", "done     ", "volley: 1 succeeded"] {
             assert!(
                 screen.lines().any(|l| l.starts_with(line)),
@@ -445,11 +474,14 @@ fn term_dumb_gets_plain_lines() {
 fn stderr_not_a_terminal_gets_plain_lines_only() {
     let server = TestServer::start();
     let files = slow_files(&server, &["p.bin"]);
-    for mode in ["auto", "bars"] {
+    for (mode, verbose) in [("auto", true), ("bars", true), ("auto", false)] {
         let mut v = volley();
         let dir = path_arg(&v.sandbox.root().join("out"));
         // Colour and bars would be allowed on a terminal: stderr is a pipe.
         v.env("TERM", "xterm-256color").env_remove("NO_COLOR");
+        if verbose {
+            v.arg("-v");
+        }
         let r = run(v.args(["--progress", mode, "-d", &dir, &files[0].0]));
         r.expect_code(0).expect_empty_stdout();
         assert!(
@@ -457,17 +489,23 @@ fn stderr_not_a_terminal_gets_plain_lines_only() {
             "--progress {mode}: escape codes in plain output:\n{:?}",
             r.stderr
         );
-        let lines: Vec<&str> = r.stderr.lines().collect();
+        let mut lines: Vec<&str> = r.stderr.lines().collect();
+        // A start line only with -v: done lines, failures and the summary
+        // otherwise.
+        if verbose {
+            assert!(
+                lines[0].starts_with("start    ") && lines[0].contains("p.bin (1.00 MiB)"),
+                "{lines:?}"
+            );
+            lines.remove(0);
+        }
+        assert!(lines[0].starts_with("done     "), "{lines:?}");
         assert!(
-            lines[0].starts_with("start    ") && lines[0].contains("p.bin (1.00 MiB)"),
+            lines[1].starts_with("volley: 1 succeeded, 0 skipped, 0 failed; 1.00 MiB in "),
             "{lines:?}"
         );
-        assert!(lines[1].starts_with("done     "), "{lines:?}");
-        assert!(
-            lines[2].starts_with("volley: 1 succeeded, 0 skipped, 0 failed; 1.00 MiB in "),
-            "{lines:?}"
-        );
-        assert!(lines[2].ends_with("/s)"), "{lines:?}");
+        assert!(lines[1].ends_with("/s)"), "{lines:?}");
+        assert_eq!(lines.len(), 2, "{lines:?}");
     }
 }
 
@@ -496,4 +534,62 @@ fn json_keeps_raw_numbers() {
         );
     }
     assert!(!r.stderr.contains('\x1b'), "{:?}", r.stderr);
+}
+
+#[test]
+fn json_on_stdout_keeps_the_bars_on_a_terminal() {
+    let server = TestServer::start();
+    let files = slow_files(&server, &["js.bin"]);
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("events.json");
+    let json = std::fs::File::create(&json_path).unwrap();
+    let mut args = vec!["--json".to_string()];
+    args.extend(out_args([files[0].0.clone()]));
+    let mut term = Terminal::run_with_stdout(24, 80, &args, &[], Some(Stdio::from(json)));
+    assert_eq!(term.exit().code(), Some(0), "{}", term.dump());
+    term.assert_bars_fit("out/js.bin");
+    let events = parse_json_lines(&std::fs::read(&json_path).unwrap());
+    let done = events
+        .iter()
+        .find(|e| e["event"] == "done")
+        .expect("a done event");
+    // One form of a path, in JSON as on the screen: no leading ./
+    assert_eq!(done["path"], "out/js.bin", "{done}");
+}
+
+#[test]
+fn a_download_waiting_to_retry_says_so_in_its_row() {
+    let server = TestServer::start();
+    let body = content(900, 256 * KIB);
+    server.route(
+        "/w.bin",
+        Route::new(body.clone()).fault(Fault::StatusWithHeaders(503, vec![("Retry-After", "4")])),
+    );
+    let mut args = vec!["--retry-wait".to_string(), "0.01".to_string()];
+    args.extend(out_args([server.url("/w.bin")]));
+    let mut term = Terminal::run(24, 80, &args, &[]);
+    // It failed before its first answer: the row is named after its URL
+    // until it starts, and counts down the wait in its speed column.
+    term.wait_for("a row waiting to retry", |s| {
+        s.contains("w.bin ") && (s.contains("retry 4s") || s.contains("retry 3s"))
+    });
+    assert_eq!(term.exit().code(), Some(0), "{}", term.dump());
+    assert_file_eq(term.out().join("w.bin"), &body);
+}
+
+#[test]
+fn the_total_row_shows_the_speed_now_and_the_size_and_time_left() {
+    let server = TestServer::start();
+    let files = slow_files(&server, &["t1.bin", "t2.bin"]);
+    let mut term = Terminal::run(24, 100, &out_args(files.iter().map(|f| f.0.clone())), &[]);
+    // Both sizes are known once both started: the run's size and the time left.
+    term.wait_for("the total row with its size and time left", |s| {
+        s.lines().any(|l| {
+            l.starts_with("total [0/2 files]")
+                && l.contains(" of 2.00 MiB at ")
+                && l.contains("/s, ")
+                && l.ends_with(" left")
+        })
+    });
+    assert_eq!(term.exit().code(), Some(0), "{}", term.dump());
 }

@@ -141,6 +141,8 @@ pub struct Settings {
     pub allow_insecure_redirect: bool,
     /// Errors and final failures only.
     pub quiet: bool,
+    /// Plain lines for starts too.
+    pub verbose: bool,
     /// Progress display.
     pub progress: ProgressMode,
     /// JSON Lines on stdout.
@@ -281,6 +283,7 @@ impl Settings {
                 .unwrap_or(DEFAULT_MAX_REDIRECTS),
             allow_insecure_redirect: cli.allow_insecure_redirect || file.allow_insecure_redirect,
             quiet: cli.quiet || file.quiet,
+            verbose: cli.verbose || file.verbose,
             progress: cli.progress.or(file.progress).unwrap_or_default(),
             json: cli.json || file.json,
             timestamping: cli.timestamping || file.timestamping,

@@ -69,7 +69,7 @@ pub fn to_json(event: &Event) -> Value {
             size,
             resumed_from,
             ..
-        } => json!({"event": "start", "id": id, "url": url, "path": path.display().to_string(),
+        } => json!({"event": "start", "id": id, "url": url, "path": super::show_path(path),
                     "size": size, "resumed_from": resumed_from}),
         Event::Retrying {
             id,
@@ -88,7 +88,7 @@ pub fn to_json(event: &Event) -> Value {
             transferred,
             elapsed,
             checksum,
-        } => json!({"event": "done", "id": id, "url": url, "path": path.display().to_string(),
+        } => json!({"event": "done", "id": id, "url": url, "path": super::show_path(path),
                     "bytes": bytes, "transferred": transferred, "elapsed": elapsed.as_secs_f64(),
                     "checksum": checksum}),
         Event::Skipped {
@@ -96,7 +96,7 @@ pub fn to_json(event: &Event) -> Value {
             url,
             path,
             reason,
-        } => json!({"event": "skipped", "id": id, "url": url, "path": path.display().to_string(),
+        } => json!({"event": "skipped", "id": id, "url": url, "path": super::show_path(path),
                     "reason": reason}),
         Event::Failed {
             id,
@@ -104,7 +104,7 @@ pub fn to_json(event: &Event) -> Value {
             path,
             reason,
         } => json!({"event": "failed", "id": id, "url": url,
-                    "path": path.as_ref().map(|p| p.display().to_string()), "reason": reason}),
+                    "path": path.as_deref().map(super::show_path), "reason": reason}),
         Event::HostWindow {
             host,
             window,
@@ -113,7 +113,7 @@ pub fn to_json(event: &Event) -> Value {
                     "paused_secs": paused.map(|d| d.as_secs_f64())}),
         Event::Duplicate { id, url, path, of } => {
             json!({"event": "duplicate", "id": id, "url": url,
-                    "path": path.display().to_string(), "of": of})
+                    "path": super::show_path(path), "of": of})
         }
         Event::Planned {
             id,
@@ -125,10 +125,10 @@ pub fn to_json(event: &Event) -> Value {
             action,
         } => json!({"event": "plan", "id": id, "url": url, "final_url": final_url,
                     "status": status, "size": size,
-                    "path": path.as_ref().map(|p| p.display().to_string()), "action": action}),
+                    "path": path.as_deref().map(super::show_path), "action": action}),
         Event::Interrupted { id, url, path } => {
             json!({"event": "interrupted", "id": id, "url": url,
-                    "path": path.as_ref().map(|p| p.display().to_string())})
+                    "path": path.as_deref().map(super::show_path)})
         }
     }
 }
@@ -147,7 +147,7 @@ impl Reporter for JsonReporter {
                     *id,
                     Active {
                         url: url.clone(),
-                        path: path.display().to_string(),
+                        path: super::show_path(path),
                         progress: progress.clone(),
                         last_bytes: progress.bytes(),
                         last_at: Instant::now(),

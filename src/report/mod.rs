@@ -49,7 +49,9 @@ pub fn for_settings(settings: &Settings, total: usize) -> Vec<Box<dyn Reporter>>
     );
     match mode {
         ProgressMode::Bars => reporters.push(Box::new(bars::BarsReporter::new(total))),
-        ProgressMode::Plain => reporters.push(Box::new(plain::PlainReporter::new())),
+        ProgressMode::Plain => {
+            reporters.push(Box::new(plain::PlainReporter::new(settings.verbose)))
+        }
         ProgressMode::None | ProgressMode::Auto => {}
     }
     reporters.push(Box::new(summary::SummaryReporter::new(settings.quiet)));
@@ -64,7 +66,8 @@ pub fn for_settings(settings: &Settings, total: usize) -> Vec<Box<dyn Reporter>>
 pub fn progress_mode(asked: ProgressMode, quiet: bool, json: bool, can_draw: bool) -> ProgressMode {
     match asked {
         _ if quiet => ProgressMode::None,
-        ProgressMode::Auto if json => ProgressMode::None,
+        // --json on stdout and a terminal on stderr: bars there, as usual.
+        ProgressMode::Auto if json && !can_draw => ProgressMode::None,
         ProgressMode::Auto | ProgressMode::Bars if can_draw => ProgressMode::Bars,
         ProgressMode::Auto | ProgressMode::Bars => ProgressMode::Plain,
         mode => mode,
@@ -110,19 +113,7 @@ pub fn show_path(path: &Path) -> String {
     text.strip_prefix("./").map(str::to_string).unwrap_or(text)
 }
 
-pub use crate::display::human_bytes;
-
-/// Seconds with a sensible precision.
-pub fn human_secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 10.0 {
-        format!("{s:.2} s")
-    } else if s < 120.0 {
-        format!("{s:.1} s")
-    } else {
-        indicatif::HumanDuration(d).to_string()
-    }
-}
+pub use crate::display::{human_bytes, human_duration as human_secs};
 
 /// Bytes per second over `elapsed`.
 pub fn rate(bytes: u64, elapsed: Duration) -> String {
@@ -130,7 +121,7 @@ pub fn rate(bytes: u64, elapsed: Duration) -> String {
     if secs <= 0.0 {
         return "-".into();
     }
-    format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
+    crate::display::human_rate(bytes as f64 / secs)
 }
 
 #[cfg(test)]
@@ -146,7 +137,8 @@ mod tests {
             (Auto, false, false, false, Plain),
             (Bars, false, false, false, Plain),
             (Bars, false, true, true, Bars),
-            (Auto, false, true, true, None),
+            (Auto, false, true, true, Bars),
+            (Auto, false, true, false, None),
             (Plain, false, false, true, Plain),
             (None, false, false, true, None),
             (Bars, true, false, true, None),
@@ -161,7 +153,7 @@ mod tests {
 
     #[test]
     fn sizes_and_speeds_read_as_binary_units() {
-        assert_eq!(human_bytes(256 * 1024), "256.00 KiB");
+        assert_eq!(human_bytes(256 * 1024), "256 KiB");
         assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.50 MiB");
         assert_eq!(rate(2 * 1024 * 1024, Duration::from_secs(2)), "1.00 MiB/s");
         assert_eq!(rate(1, Duration::ZERO), "-");

@@ -1,5 +1,6 @@
-//! Plain lines on stderr: one when a download starts, finishes, is retried, fails
-//! or is skipped. Used when stderr is not a terminal.
+//! Plain lines on stderr: one when a download finishes, is retried, fails or
+//! is skipped (and, with `-v`, when it starts). Used when stderr is not a
+//! terminal.
 
 use std::io::Write;
 
@@ -8,12 +9,15 @@ use crate::events::Event;
 
 /// Writes one line per event to stderr.
 #[derive(Debug, Default)]
-pub struct PlainReporter;
+pub struct PlainReporter {
+    /// `-v`: a line when each download starts too.
+    verbose: bool,
+}
 
 impl PlainReporter {
-    /// A reporter writing to stderr.
-    pub fn new() -> Self {
-        PlainReporter
+    /// A reporter writing to stderr; `verbose` adds the start lines.
+    pub fn new(verbose: bool) -> Self {
+        PlainReporter { verbose }
     }
 }
 
@@ -57,13 +61,20 @@ pub fn line(event: &Event) -> Option<String> {
         Event::Finished {
             path,
             bytes,
+            transferred,
             elapsed,
             checksum,
             ..
         } => format!(
-            "done     {} ({} in {}{})",
+            "done     {} ({}{} in {}{})",
             show_path(path),
             human_bytes(*bytes),
+            // After a resume, what this run fetched as well.
+            if transferred < bytes {
+                format!(", {} fetched", human_bytes(*transferred))
+            } else {
+                String::new()
+            },
             human_secs(*elapsed),
             checksum
                 .as_deref()
@@ -102,6 +113,9 @@ pub fn line(event: &Event) -> Option<String> {
 
 impl Reporter for PlainReporter {
     fn event(&mut self, event: &Event) {
+        if matches!(event, Event::Started { .. }) && !self.verbose {
+            return;
+        }
         if let Some(line) = line(event) {
             let _ = writeln!(std::io::stderr().lock(), "{line}");
         }

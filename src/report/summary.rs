@@ -39,7 +39,10 @@ pub fn render(summary: &RunSummary, quiet: bool) -> Vec<String> {
             rate(summary.bytes, summary.elapsed),
         ));
     }
-    for f in &summary.failures {
+    // In input order, whatever order they failed in.
+    let mut failures: Vec<_> = summary.failures.iter().collect();
+    failures.sort_by_key(|f| f.id);
+    for f in failures {
         lines.push(format!("  failed: {}: {}", f.url, f.reason));
     }
     if summary.was_interrupted {

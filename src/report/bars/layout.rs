@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressState, ProgressStyle};
 
-use super::super::{human_bytes, terminal};
+use super::super::terminal;
+use crate::display::{human_bytes, human_rate};
 
 /// Narrowest name column while other columns are shown.
 const NAME_MIN: usize = 8;
@@ -15,7 +16,7 @@ const NAME_MAX: usize = 40;
 const BAR_MIN: usize = 6;
 /// Widest bar.
 const BAR_MAX: usize = 40;
-/// Width of a size in a row ([`compact_bytes`] never exceeds it).
+/// Width of a size in a row ([`human_bytes`] never exceeds it).
 const SIZE_WIDTH: usize = 8;
 /// Width of a speed: a size and `/s`.
 const SPEED_WIDTH: usize = SIZE_WIDTH + 2;
@@ -62,18 +63,21 @@ impl Layout {
             eta: true,
             conns: true,
         };
+        // The numbers matter more than the bar: on a narrow terminal the
+        // connection count goes first, then the bar, then the size, the time
+        // left and the speed; the bytes so far stay longest.
         let mut gauge = true;
         while NAME_MIN + l.fixed() + if gauge { 1 + BAR_MIN } else { 0 } > width {
             if l.conns {
                 l.conns = false;
+            } else if gauge {
+                gauge = false;
+            } else if l.size {
+                l.size = false;
             } else if l.eta {
                 l.eta = false;
             } else if l.speed {
                 l.speed = false;
-            } else if l.size {
-                l.size = false;
-            } else if gauge {
-                gauge = false;
             } else if l.done {
                 l.done = false;
             } else {
@@ -108,14 +112,27 @@ impl Layout {
 
     /// The indicatif style drawing rows in this layout.
     pub fn style(&self, colour: bool) -> ProgressStyle {
+        self.style_for(colour, false)
+    }
+
+    /// The style of a download waiting to retry: its message (`retry 3s`)
+    /// where the speed goes, no connection count.
+    pub fn waiting_style(&self, colour: bool) -> ProgressStyle {
+        self.style_for(colour, true)
+    }
+
+    fn style_for(&self, colour: bool, waiting: bool) -> ProgressStyle {
         let mut template = String::from("{prefix}");
+        // A download waiting to retry shows that in its speed column.
+        let wait = format!(" {{msg:>{SPEED_WIDTH}}}");
         for (shown, part) in [
             (self.gauge > 0, " {gauge}"),
             (self.done, " {done}"),
             (self.size, "{size}"),
-            (self.speed, " {rate}"),
+            (self.speed && !waiting, " {rate}"),
+            (self.speed && waiting, wait.as_str()),
             (self.eta, " {left}"),
-            (self.conns, "{msg}"),
+            (self.conns && !waiting, "{msg}"),
         ] {
             if shown {
                 template.push_str(part);
@@ -131,17 +148,16 @@ impl Layout {
                 },
             )
             .with_key("done", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:>SIZE_WIDTH$}", compact_bytes(s.pos()));
+                let _ = write!(w, "{:>SIZE_WIDTH$}", human_bytes(s.pos()));
             })
             .with_key("size", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
                 let _ = match s.len() {
-                    Some(len) => write!(w, "/{:<SIZE_WIDTH$}", compact_bytes(len)),
+                    Some(len) => write!(w, "/{:<SIZE_WIDTH$}", human_bytes(len)),
                     None => write!(w, " {:<SIZE_WIDTH$}", ""),
                 };
             })
             .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let rate = format!("{}/s", compact_bytes(s.per_sec().max(0.0) as u64));
-                let _ = write!(w, "{rate:>SPEED_WIDTH$}");
+                let _ = write!(w, "{:>SPEED_WIDTH$}", human_rate(s.per_sec()));
             })
             .with_key("left", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
                 let _ = write!(w, "{:>ETA_WIDTH$}", eta_text(s));
@@ -191,30 +207,6 @@ fn eta_text(s: &ProgressState) -> String {
     }
 }
 
-/// A size in at most [`SIZE_WIDTH`] columns with binary units and three or
-/// four significant digits: `999 B`, `9.99 KiB`, `99.9 MiB`, `1023 GiB`.
-pub fn compact_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    // 1023.5 KiB would print as 1024 KiB: that is 1.00 MiB.
-    while value >= 1023.5 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    let unit = UNITS[unit];
-    if value < 9.995 {
-        format!("{value:.2} {unit}")
-    } else if value < 99.95 {
-        format!("{value:.1} {unit}")
-    } else {
-        format!("{value:.0} {unit}")
-    }
-}
-
 /// A duration in at most [`ETA_WIDTH`] columns, in its largest whole unit:
 /// `42s`, `12m`, `3h`, `5d`.
 pub fn short_duration(d: Duration) -> String {
@@ -227,16 +219,39 @@ pub fn short_duration(d: Duration) -> String {
     }
 }
 
+/// What the total row says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Total {
+    /// Downloads ended, and in all.
+    pub files: (usize, usize),
+    /// Bytes transferred in this run.
+    pub bytes: u64,
+    /// Bytes the run will transfer in all, once every size is known.
+    pub size: Option<u64>,
+    /// The current speed, bytes per second (a short moving window).
+    pub rate: f64,
+}
+
 /// The total row in at most `width` columns: the most that fits of
-/// `total [3/10 files] 12.34 MiB at 1.23 MiB/s`.
-pub fn total_text(width: usize, files: (usize, usize), bytes: u64, rate: &str) -> String {
-    let (done, all) = files;
-    let candidates = [
-        format!(
-            "total [{done}/{all} files] {} at {rate}",
-            human_bytes(bytes)
+/// `total [3/10 files] 12.3 MiB of 45.6 MiB at 1.23 MiB/s, 27s left`.
+pub fn total_text(width: usize, t: &Total) -> String {
+    let (done, all) = t.files;
+    let bytes = match t.size {
+        Some(size) => format!("{} of {}", human_bytes(t.bytes), human_bytes(size)),
+        None => human_bytes(t.bytes),
+    };
+    let rate = human_rate(t.rate);
+    let left = match t.size {
+        Some(size) if t.rate >= 1.0 && size > t.bytes => format!(
+            ", {} left",
+            short_duration(Duration::from_secs_f64((size - t.bytes) as f64 / t.rate))
         ),
-        format!("total [{done}/{all} files] {}", human_bytes(bytes)),
+        _ => String::new(),
+    };
+    let candidates = [
+        format!("total [{done}/{all} files] {bytes} at {rate}{left}"),
+        format!("total [{done}/{all} files] {bytes} at {rate}"),
+        format!("total [{done}/{all} files] {}", human_bytes(t.bytes)),
         format!("total [{done}/{all} files]"),
         format!("[{done}/{all}]"),
     ];
@@ -310,23 +325,17 @@ mod tests {
     }
 
     #[test]
-    fn compact_sizes_fit_their_column() {
-        assert_eq!(compact_bytes(0), "0 B");
-        assert_eq!(compact_bytes(1023), "1023 B");
-        assert_eq!(compact_bytes(1024), "1.00 KiB");
-        assert_eq!(compact_bytes(10 * 1024 - 1), "10.0 KiB");
-        assert_eq!(compact_bytes(256 * 1024), "256 KiB");
-        assert_eq!(compact_bytes(1024 * 1024 - 1), "1.00 MiB");
-        assert_eq!(compact_bytes(4 * 1024 * 1024 + 100 * 1024), "4.10 MiB");
+    fn sizes_fit_their_column() {
         let mut n = 1u64;
         while n < u64::MAX / 3 {
             for m in [n, n + n / 2, n * 3 - 1] {
-                let t = compact_bytes(m);
+                let t = human_bytes(m);
                 assert!(t.len() <= SIZE_WIDTH, "{m}: {t:?}");
+                assert!(human_rate(m as f64).len() <= SPEED_WIDTH, "{m}");
             }
             n = n * 3 / 2 + 1;
         }
-        assert!(compact_bytes(u64::MAX).len() <= SIZE_WIDTH);
+        assert!(human_bytes(u64::MAX).len() <= SIZE_WIDTH);
     }
 
     #[test]
@@ -350,12 +359,14 @@ mod tests {
             assert!(l.row_width() <= width, "{width}: {l:?}");
             assert!(l.name >= 1, "{width}: {l:?}");
             assert!(l.gauge == 0 || l.gauge >= BAR_MIN, "{width}: {l:?}");
-            // A column is only shown when every more important one is.
-            assert!(!l.conns || l.eta, "{width}: {l:?}");
+            // A column is only shown when every more important one is: the
+            // connection count, the bar, the size, the time left, the
+            // speed, the bytes so far (the numbers outlast the bar).
+            assert!(!l.conns || l.gauge > 0, "{width}: {l:?}");
+            assert!(l.gauge == 0 || l.size, "{width}: {l:?}");
+            assert!(!l.size || l.eta, "{width}: {l:?}");
             assert!(!l.eta || l.speed, "{width}: {l:?}");
-            assert!(!l.speed || l.size, "{width}: {l:?}");
-            assert!(!l.size || l.gauge > 0, "{width}: {l:?}");
-            assert!(l.gauge == 0 || l.done, "{width}: {l:?}");
+            assert!(!l.speed || l.done, "{width}: {l:?}");
         }
         let at80 = Layout::fit(80 - terminal::RESERVE);
         assert!(
@@ -363,18 +374,38 @@ mod tests {
             "{at80:?}"
         );
         assert!(at80.name >= 20, "{at80:?}");
+        // At 40 columns the speed and the time left stay; the bar goes.
         let at40 = Layout::fit(40 - terminal::RESERVE);
-        assert!(at40.gauge > 0 && at40.done && !at40.eta, "{at40:?}");
+        assert!(
+            at40.done && at40.speed && at40.eta && at40.gauge == 0,
+            "{at40:?}"
+        );
     }
 
     #[test]
     fn the_total_row_fits() {
-        for width in 1..80 {
-            let t = total_text(width, (12, 345), 123_456_789, "12.34 MiB/s");
-            assert!(terminal::text_width(&t) <= width, "{width}: {t:?}");
+        let t = Total {
+            files: (12, 345),
+            bytes: 123_456_789,
+            size: Some(987_654_321),
+            rate: 12_345_678.0,
+        };
+        for width in 1..100 {
+            let text = total_text(width, &t);
+            assert!(terminal::text_width(&text) <= width, "{width}: {text:?}");
         }
         assert_eq!(
-            total_text(78, (1, 2), 2048, "1.00 KiB/s"),
+            total_text(98, &t),
+            "total [12/345 files] 118 MiB of 942 MiB at 11.8 MiB/s, 1m left"
+        );
+        let unknown = Total {
+            files: (1, 2),
+            bytes: 2048,
+            size: None,
+            rate: 1024.0,
+        };
+        assert_eq!(
+            total_text(78, &unknown),
             "total [1/2 files] 2.00 KiB at 1.00 KiB/s"
         );
     }

@@ -22,8 +22,11 @@ mod layout;
 
 #[cfg(test)]
 use layout::BAR_COLOUR;
-pub use layout::{compact_bytes, middle_truncate, short_duration, total_text, Layout};
+pub use layout::{middle_truncate, short_duration, total_text, Layout, Total};
 
+/// The span the total row's speed is measured over: what the run does now,
+/// not its average since the start.
+const RATE_WINDOW: Duration = Duration::from_secs(3);
 /// Most redraws per second.
 const REFRESH_HZ: u8 = 10;
 /// ANSI bold for the `total` label, and the reset.
@@ -34,6 +37,10 @@ struct Active {
     progress: Arc<Progress>,
     /// The name as shown in full, before truncation.
     name: String,
+    /// Bytes the download fetches in this run, when its size is known.
+    to_fetch: Option<u64>,
+    /// Waiting to retry until then (shown in the row).
+    retry_until: Option<Instant>,
 }
 
 /// indicatif bars for a terminal.
@@ -52,7 +59,13 @@ pub struct BarsReporter {
     files: usize,
     /// Bytes transferred by downloads that ended.
     ended_bytes: u64,
-    started: Instant,
+    /// Bytes that ended downloads were to fetch (their transfers, when they
+    /// ended early), for the run's total size.
+    ended_size: u64,
+    /// Whether some download that started or ended had no known size.
+    size_unknown: bool,
+    /// Bytes transferred in all, sampled at each tick over [`RATE_WINDOW`].
+    samples: std::collections::VecDeque<(Instant, u64)>,
 }
 
 impl BarsReporter {
@@ -94,13 +107,16 @@ impl BarsReporter {
             files_done: 0,
             files: total,
             ended_bytes: 0,
-            started: Instant::now(),
+            ended_size: 0,
+            size_unknown: false,
+            samples: std::collections::VecDeque::new(),
         }
     }
 
     fn end(&mut self, id: DownloadId) {
         if let Some(a) = self.active.remove(&id) {
             self.ended_bytes += a.progress.transferred();
+            self.ended_size += a.progress.transferred();
             a.bar.finish_and_clear();
             self.multi.remove(&a.bar);
         }
@@ -127,19 +143,46 @@ impl BarsReporter {
         }
     }
 
-    fn update_total(&self, now: Instant) {
+    fn update_total(&mut self, now: Instant) {
         let mut bytes = self.ended_bytes;
         for a in self.active.values() {
             bytes += a.progress.transferred();
         }
-        let elapsed = now
-            .duration_since(self.started)
-            .max(Duration::from_millis(1));
+        // The speed now: bytes over the last few seconds, not since the start.
+        self.samples.push_back((now, bytes));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let rate = match self.samples.front() {
+            Some(&(t, b)) if now > t => {
+                (bytes - b.min(bytes)) as f64 / now.duration_since(t).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        // The run's size is known once every download has started with a
+        // known size (or ended).
+        let started = self.files_done + self.active.len();
+        let all_sized = self.active.values().all(|a| a.to_fetch.is_some());
+        let size = (!self.size_unknown && all_sized && started >= self.files).then(|| {
+            self.ended_size
+                + self
+                    .active
+                    .values()
+                    .map(|a| a.to_fetch.unwrap_or(0))
+                    .sum::<u64>()
+        });
         let text = total_text(
             self.width,
-            (self.files_done, self.files),
-            bytes,
-            &super::rate(bytes, elapsed),
+            &Total {
+                files: (self.files_done, self.files),
+                bytes,
+                size: size.map(|s| s.max(bytes)),
+                rate,
+            },
         );
         let text = match (self.colour, text.strip_prefix("total")) {
             (true, Some(rest)) => format!("{}total{}{rest}", BOLD.0, BOLD.1),
@@ -167,9 +210,28 @@ impl Reporter for BarsReporter {
                 id,
                 path,
                 size,
+                resumed_from,
                 progress,
                 ..
             } => {
+                if size.is_none() {
+                    self.size_unknown = true;
+                }
+                if let Some(a) = self.active.get_mut(id) {
+                    // Started again (a retry from scratch), or for the first
+                    // time after waiting to retry: the same row, now of the
+                    // file.
+                    a.retry_until = None;
+                    a.bar.set_style(self.style.clone());
+                    a.progress = progress.clone();
+                    a.name = show_path(path);
+                    a.to_fetch = size.map(|s| s.saturating_sub(*resumed_from));
+                    a.bar.set_prefix(middle_truncate(&a.name, self.layout.name));
+                    if let Some(size) = size {
+                        a.bar.set_length(*size);
+                    }
+                    return;
+                }
                 self.fit();
                 let bar = ProgressBar::with_draw_target(*size, ProgressDrawTarget::hidden());
                 bar.set_style(self.style.clone());
@@ -185,6 +247,8 @@ impl Reporter for BarsReporter {
                         bar,
                         progress: progress.clone(),
                         name,
+                        to_fetch: size.map(|s| s.saturating_sub(*resumed_from)),
+                        retry_until: None,
                     },
                 );
             }
@@ -203,13 +267,60 @@ impl Reporter for BarsReporter {
                 self.count_done();
                 self.print_above(event);
             }
-            Event::Retrying { .. } | Event::HostWindow { .. } => self.print_above(event),
+            Event::Retrying { id, url, delay, .. } => {
+                if !self.active.contains_key(id) {
+                    // Failed before its first answer: a row of its own to
+                    // show the wait, named after its URL until it starts.
+                    self.fit();
+                    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+                    bar.set_style(self.style.clone());
+                    let name = url
+                        .rsplit('/')
+                        .find(|s| !s.is_empty())
+                        .unwrap_or(url)
+                        .to_string();
+                    bar.set_prefix(middle_truncate(&name, self.layout.name));
+                    let bar = self.multi.insert_before(&self.total, bar);
+                    self.active.insert(
+                        *id,
+                        Active {
+                            bar,
+                            progress: Progress::new(),
+                            name,
+                            to_fetch: None,
+                            retry_until: None,
+                        },
+                    );
+                }
+                if let Some(a) = self.active.get_mut(id) {
+                    a.retry_until = Some(Instant::now() + *delay);
+                }
+                self.print_above(event);
+            }
+            Event::HostWindow { .. } => self.print_above(event),
         }
     }
 
     fn tick(&mut self, now: Instant) {
         self.fit();
-        for a in self.active.values() {
+        let (layout, colour) = (self.layout, self.colour);
+        for a in self.active.values_mut() {
+            // A download waiting to retry (no connection open) says so, with
+            // the time left, where its speed goes.
+            let waiting = a
+                .retry_until
+                .filter(|&until| until > now && a.progress.connections() == 0);
+            if let Some(until) = waiting {
+                a.bar.set_style(layout.waiting_style(colour));
+                a.bar.set_message(format!(
+                    "retry {}",
+                    short_duration(until.duration_since(now) + Duration::from_millis(999))
+                ));
+                continue;
+            }
+            if a.retry_until.take().is_some() {
+                a.bar.set_style(layout.style(colour));
+            }
             if let Some(total) = a.progress.total() {
                 if a.bar.length() != Some(total) {
                     a.bar.set_length(total);
