@@ -65,7 +65,7 @@ connections=N, limit_rate=RATE, checksum=ALGO=HEX";
 pub struct Cli {
     /// URLs to download.
     #[serde(skip)]
-    #[arg(value_name = "URL", display_order = 0, help_heading = "Input")]
+    #[arg(value_name = "URL", display_order = 0, help_heading = "Input", value_hint = clap::ValueHint::Url)]
     pub urls: Vec<String>,
 
     /// Read URLs from FILE ('-' reads stdin).
@@ -77,7 +77,8 @@ pub struct Cli {
         short = 'i',
         long = "input-file",
         value_name = "FILE",
-        help_heading = "Input"
+        help_heading = "Input",
+        value_hint = clap::ValueHint::FilePath
     )]
     pub input_file: Option<PathBuf>,
 
@@ -86,16 +87,16 @@ pub struct Cli {
     /// Every <file> becomes a download with its name, size, mirrors (in priority order) and its
     /// strongest whole-file hash. A -i file ending in .meta4 or .metalink is read the same way.
     #[serde(skip)]
-    #[arg(long, value_name = "FILE", help_heading = "Input")]
+    #[arg(long, value_name = "FILE", help_heading = "Input", value_hint = clap::ValueHint::FilePath)]
     pub metalink: Option<PathBuf>,
 
     /// TOML config file.
     ///
-    /// Flags override the file; config.example.toml lists every key with its default.
+    /// Flags override the file; volley --print-config prints every key.
     ///
     /// [default: $XDG_CONFIG_HOME/volley/config.toml or ~/.config/volley/config.toml, when present]
     #[serde(skip)]
-    #[arg(long, value_name = "FILE", help_heading = "Input")]
+    #[arg(long, value_name = "FILE", help_heading = "Input", value_hint = clap::ValueHint::FilePath)]
     pub config: Option<PathBuf>,
 
     /// Download only shard K of N of the input (0 <= K < N), or 'auto'.
@@ -125,14 +126,16 @@ pub struct Cli {
     /// Directory to save into, created if missing.
     ///
     /// [default: .] [config: dir]
-    #[arg(short = 'd', long, value_name = "DIR", help_heading = "Output")]
+    #[arg(short = 'd', long, value_name = "DIR", help_heading = "Output", value_hint = clap::ValueHint::DirPath)]
     pub dir: Option<PathBuf>,
 
-    /// File name; only with exactly one URL.
+    /// File to save to; only with exactly one URL.
     ///
-    /// '-' writes the body to stdout. Name several downloads with out= in a list (-i).
+    /// A name (saved in -d), or a path (relative to -d unless absolute); '-' writes the body to
+    /// stdout, and an existing file that is not a regular one (/dev/null, a FIFO) is written into
+    /// as it is. Name several downloads with out= in a list (-i).
     #[serde(skip)]
-    #[arg(short = 'o', long, value_name = "NAME", help_heading = "Output")]
+    #[arg(short = 'o', long, value_name = "PATH", help_heading = "Output", value_hint = clap::ValueHint::FilePath)]
     pub output: Option<String>,
 
     /// Name files after the last URL of a redirect.
@@ -173,7 +176,7 @@ pub struct Cli {
     /// Files as sha256sum, sha512sum or b2sum print them: GNU lines (HEX  NAME, HEX *NAME) or BSD lines (SHA256 (NAME) = HEX); a download is checked
     /// when its final file name is a NAME in the file.
     #[serde(skip)]
-    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    #[arg(long, value_name = "FILE", help_heading = "Output", value_hint = clap::ValueHint::FilePath)]
     pub checksum_file: Option<PathBuf>,
 
     /// Set mtimes from Last-Modified; skip unchanged files on a rerun.
@@ -235,7 +238,7 @@ pub struct Cli {
 
     /// Cap the whole run at RATE bytes per second (e.g. 500K, 10M).
     ///
-    /// No cap by default.
+    /// No cap by default; 0 is no cap too.
     ///
     /// [config: limit_rate]
     #[arg(long, value_name = "RATE", help_heading = "Concurrency")]
@@ -243,7 +246,7 @@ pub struct Cli {
 
     /// Cap each download at RATE bytes per second.
     ///
-    /// No cap by default. List option: limit_rate=RATE.
+    /// No cap by default; 0 is no cap. List option: limit_rate=RATE (0: none for that download).
     ///
     /// [config: limit_rate_per_download]
     #[arg(long, value_name = "RATE", help_heading = "Concurrency")]
@@ -328,7 +331,7 @@ pub struct Cli {
     /// the host name and dates are still checked.
     ///
     /// [config: ca_cert]
-    #[arg(long, value_name = "FILE", help_heading = "HTTP")]
+    #[arg(long, value_name = "FILE", help_heading = "HTTP", value_hint = clap::ValueHint::FilePath)]
     pub ca_cert: Option<PathBuf>,
 
     /// Client certificate (PEM) for servers that ask for one (mutual TLS).
@@ -391,19 +394,19 @@ pub struct Cli {
     /// Take HTTP Basic credentials per host from FILE (implies --netrc).
     ///
     /// [config: netrc_file]
-    #[arg(long, value_name = "FILE", help_heading = "HTTP")]
+    #[arg(long, value_name = "FILE", help_heading = "HTTP", value_hint = clap::ValueHint::FilePath)]
     pub netrc_file: Option<PathBuf>,
 
     /// Send cookies from a Netscape cookies.txt FILE.
     ///
     /// [config: load_cookies]
-    #[arg(long, value_name = "FILE", help_heading = "HTTP")]
+    #[arg(long, value_name = "FILE", help_heading = "HTTP", value_hint = clap::ValueHint::FilePath)]
     pub load_cookies: Option<PathBuf>,
 
     /// Write the cookie jar to FILE (Netscape format) at the end.
     ///
     /// [config: save_cookies]
-    #[arg(long, value_name = "FILE", help_heading = "HTTP")]
+    #[arg(long, value_name = "FILE", help_heading = "HTTP", value_hint = clap::ValueHint::FilePath)]
     pub save_cookies: Option<PathBuf>,
 
     /// Resolve every download without downloading or writing anything.
@@ -436,7 +439,7 @@ pub struct Cli {
     ///
     /// Failed, interrupted and never started downloads, with their options.
     #[serde(skip)]
-    #[arg(long, value_name = "FILE", help_heading = "Reporting")]
+    #[arg(long, value_name = "FILE", help_heading = "Reporting", value_hint = clap::ValueHint::FilePath)]
     pub save_failed: Option<PathBuf>,
 
     /// Errors and the final failures only.
@@ -471,7 +474,14 @@ pub struct Cli {
 
     /// JSON Lines events on stdout.
     ///
-    /// The schema is in README.md.
+    /// One object per line, each with event and ts (Unix seconds); id is the download's index in
+    /// input order. Events and their fields: start (id url path size resumed_from), progress (id
+    /// url path bytes size speed connections; at most twice a second), retry (id url attempt
+    /// max_attempts reason delay_secs), done (id url path bytes transferred elapsed checksum),
+    /// skipped (id url path reason), failed (id url path reason), interrupted (id url path),
+    /// duplicate (id url path of), plan (--dry-run: id url final_url status size path action),
+    /// host (host window paused_secs), and summary, always last (succeeded skipped failed
+    /// interrupted not_started bytes elapsed dry_run planned).
     ///
     /// [default: off] [config: json]
     #[arg(long, help_heading = "Reporting")]
@@ -497,6 +507,14 @@ pub struct Cli {
     #[serde(skip)]
     #[arg(long, exclusive = true, help_heading = "Reporting")]
     pub man: bool,
+
+    /// Print an example config file and exit.
+    ///
+    /// Every key, commented out, with its default or an example value; e.g. volley
+    /// --print-config > ~/.config/volley/config.toml
+    #[serde(skip)]
+    #[arg(long, exclusive = true, help_heading = "Reporting")]
+    pub print_config: bool,
 
     /// Print help (-h: one line per option; --help: all of it).
     #[serde(skip)]

@@ -38,6 +38,14 @@ pub enum RunError {
     /// The `.netrc` or the cookie file could not be read.
     #[error(transparent)]
     File(#[from] fs::FileError),
+    /// The output directory cannot be made: no download could be saved.
+    #[error("--dir {}: cannot create it ({source}); choose another directory with -d", dir.display())]
+    Dir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The OS reason.
+        source: std::io::Error,
+    },
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -46,6 +54,18 @@ pub enum RunError {
 /// Download every spec with the given settings; reports go to stderr (and stdout
 /// with `--json`). Returns what happened; a failed download is data, not an error.
 pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
+    // Checked once, before anything starts: a directory that cannot be made
+    // would fail every download the same way. (A dry run writes nothing.)
+    let to_file = !matches!(
+        settings.output,
+        Some(options::OutputName::Stdout | options::OutputName::Device(_))
+    );
+    if to_file && !settings.dry_run {
+        std::fs::create_dir_all(&settings.dir).map_err(|source| RunError::Dir {
+            dir: settings.dir.clone(),
+            source,
+        })?;
+    }
     let credentials = download::auth::Credentials::load(
         settings.http_auth.clone(),
         settings.netrc.as_deref(),
@@ -68,11 +88,25 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
         .map_err(RunError::Runtime)?;
     let (events, rx) = EventSender::channel();
     let reporter_thread = report::spawn(report::for_settings(&settings, input.specs.len()), rx);
+    let unfinished = settings
+        .save_failed
+        .as_ref()
+        .filter(|_| !settings.dry_run)
+        .map(|_| std::sync::Arc::new(scheduler::Unfinished::default()));
     let ran = runtime.block_on(async {
         let cancel = CancellationToken::new();
-        tokio::spawn(watch_signals(cancel.clone()));
-        let keep = settings.save_failed.is_some();
-        scheduler::run(&settings, input, clients, credentials, events, cancel, keep).await
+        let save = settings.save_failed.clone().zip(unfinished.clone());
+        tokio::spawn(watch_signals(cancel.clone(), save));
+        scheduler::run(
+            &settings,
+            input,
+            clients,
+            credentials,
+            events,
+            cancel,
+            unfinished,
+        )
+        .await
     });
     let summary = ran.summary;
     // Every sender is gone: wake the reporter for its last look.
@@ -87,16 +121,7 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
         return Ok(summary);
     }
     if let Some(path) = &settings.save_failed {
-        let list: String = ran
-            .unfinished
-            .into_iter()
-            .map(|q| input::format_entry(&q.into_spec()))
-            .collect();
-        // The list may hold passwords (in URLs, header= lines): owner only.
-        let written = fs::write_private(path, list.as_bytes());
-        if let Err(e) = written {
-            eprintln!("volley: --save-failed {}: {e}", path.display());
-        }
+        save_failed(path, ran.unfinished);
     }
     if let (Some(jar), Some(path)) = (&jar, &settings.save_cookies) {
         if let Err(e) = jar.save(path) {
@@ -106,24 +131,48 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
     Ok(summary)
 }
 
-/// The first SIGINT/SIGTERM cancels the run (in-flight data is flushed and kept);
-/// a second one exits at once, since the state on disk is already safe.
-async fn watch_signals(cancel: CancellationToken) {
+/// Write the list of downloads that did not complete (`--save-failed`), for
+/// `volley -i FILE`. It may hold passwords (in URLs, `header=` lines): only
+/// its owner may read it.
+fn save_failed(path: &std::path::Path, unfinished: Vec<input::Queued>) {
+    let list: String = unfinished
+        .into_iter()
+        .map(|q| input::format_entry(&q.into_spec()))
+        .collect();
+    if let Err(e) = fs::write_private(path, list.as_bytes()) {
+        eprintln!("volley: --save-failed {}: {e}", path.display());
+    }
+}
+
+/// The first SIGINT, SIGTERM or SIGHUP cancels the run (in-flight data is
+/// flushed and kept); a second one exits at once, since the state on disk is
+/// already safe, after writing the `--save-failed` list of what did not
+/// complete.
+async fn watch_signals(
+    cancel: CancellationToken,
+    save: Option<(std::path::PathBuf, std::sync::Arc<scheduler::Unfinished>)>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         return;
     };
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+        _ = hup.recv() => {}
     }
     cancel.cancel();
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+    if let Some((path, unfinished)) = save {
+        save_failed(&path, unfinished.list());
     }
     std::process::exit(i32::from(exit::ExitStatus::Interrupted.code()));
 }

@@ -180,6 +180,12 @@ pub enum OutputName {
     Stdout,
     /// `-o NAME`: the file name inside the directory.
     File(String),
+    /// `-o DIR/NAME`: a name in another directory (relative to `--dir`
+    /// unless absolute).
+    Path(std::path::PathBuf, String),
+    /// `-o /dev/null` and the like: an existing file that is not a regular
+    /// one, written into as it is (no partial file, no rename).
+    Device(std::path::PathBuf),
 }
 
 /// One shard of a run: keep the downloads whose URL hashes to `index` modulo

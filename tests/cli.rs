@@ -273,10 +273,13 @@ fn long_help_defaults_are_the_real_defaults() {
     );
     assert_eq!(default("--dir"), ".");
     assert_eq!(default("--user-agent"), "volley/VERSION");
-    // Switches are off unless given (--man is an action, not a setting).
+    // Switches are off unless given (--man and --print-config are actions,
+    // not settings).
     let cmd = Cli::command();
     for arg in cmd.get_arguments() {
-        if matches!(arg.get_action(), clap::ArgAction::SetTrue) && arg.get_long() != Some("man") {
+        if matches!(arg.get_action(), clap::ArgAction::SetTrue)
+            && !matches!(arg.get_long(), Some("man" | "print-config"))
+        {
             let name = format!("--{}", arg.get_long().unwrap());
             assert_eq!(default(&name), "off", "{name}");
         }

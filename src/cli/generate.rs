@@ -1,6 +1,8 @@
-//! Documents generated from the clap definition and printed instead of a run:
-//! `--completions SHELL` (a shell completion script, `clap_complete`) and `--man`
-//! (a roff man page, `clap_mangen`). Neither reads the config file or the input.
+//! Documents printed instead of a run: `--completions SHELL` (a shell
+//! completion script, `clap_complete`) and `--man` (a roff man page,
+//! `clap_mangen`), generated from the clap definition, and `--print-config`
+//! (the example config file, built in). None reads the config file or the
+//! input.
 
 use std::io::{self, Write};
 
@@ -17,7 +19,12 @@ pub enum Document {
     Completions(Shell),
     /// The man page.
     Man,
+    /// The example config file, every key with its default or an example.
+    Config,
 }
+
+/// config.example.toml, built into the binary for `--print-config`.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../config.example.toml");
 
 impl Cli {
     /// The document asked for with `--completions` or `--man`, if any: then it is
@@ -25,6 +32,8 @@ impl Cli {
     pub fn document(&self) -> Option<Document> {
         if self.man {
             Some(Document::Man)
+        } else if self.print_config {
+            Some(Document::Config)
         } else {
             self.completions.map(Document::Completions)
         }
@@ -41,6 +50,7 @@ pub fn write(document: Document, out: &mut dyn Write) -> io::Result<()> {
             Ok(())
         }
         Document::Man => clap_mangen::Man::new(cmd).render(out),
+        Document::Config => out.write_all(EXAMPLE_CONFIG.as_bytes()),
     }
 }
 

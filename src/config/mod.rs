@@ -52,7 +52,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The config file is not valid TOML or has an unknown key or a wrong type.
-    #[error("config file {path}: {message}\n  (every key is listed in config.example.toml)")]
+    #[error("config file {path}: {message}\n  (volley --print-config prints every key)")]
     Parse {
         /// The file.
         path: PathBuf,
@@ -181,37 +181,60 @@ impl Settings {
                 None => FileConfig::default(),
             },
         };
-        Self::merge(cli, file)
+        let path = cli
+            .config
+            .clone()
+            .or_else(|| default_config_path().filter(|p| p.is_file()));
+        Self::merge_from(cli, file, path.as_deref())
     }
 
     /// Merge already-loaded parts; flags win over the file.
     pub fn merge(cli: Cli, file: FileConfig) -> Result<Settings, ConfigError> {
-        let mut header_lines = file.headers;
-        header_lines.extend(cli.headers);
-        let mut headers = header_lines
-            .iter()
-            .map(|h| parse_header(h).map_err(|m| invalid("--header", m)))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(referer) = cli.referer.or(file.referer) {
+        Self::merge_from(cli, file, None)
+    }
+
+    /// [`Settings::merge`], with the config file's path for messages: a bad
+    /// value is named as the flag it came from (`--jobs`) or as the key and
+    /// the file (`jobs in ~/.config/volley/config.toml`).
+    pub fn merge_from(
+        cli: Cli,
+        file: FileConfig,
+        path: Option<&Path>,
+    ) -> Result<Settings, ConfigError> {
+        // Where a value came from: the flag, else the key in the file.
+        let from = |by_flag: bool, flag: &str| -> String {
+            match path {
+                Some(p) if !by_flag => {
+                    format!(
+                        "{} in {}",
+                        flag.trim_start_matches('-').replace('-', "_"),
+                        p.display()
+                    )
+                }
+                _ => flag.to_string(),
+            }
+        };
+        let mut headers = Vec::new();
+        for (lines, by_flag) in [(&file.headers, false), (&cli.headers, true)] {
+            for h in lines {
+                headers.push(parse_header(h).map_err(|m| invalid(from(by_flag, "--header"), m))?);
+            }
+        }
+        if let Some(referer) = cli.referer.clone().or(file.referer.clone()) {
             let value = HeaderValue::from_str(&referer).map_err(|_| {
-                invalid("--referer", "has characters not allowed in a header".into())
+                invalid(
+                    from(cli.referer.is_some(), "--referer"),
+                    "has characters not allowed in a header".into(),
+                )
             })?;
             headers.push((reqwest::header::REFERER, value));
         }
-        let output = cli.output.map(|o| {
-            if o == "-" {
-                Ok(OutputName::Stdout)
-            } else {
-                crate::naming::check_given_name(&o)
-                    .map(|_| OutputName::File(o))
-                    .map_err(|m| invalid("--output", m))
-            }
-        });
+        let output = cli.output.clone().map(|o| output_name(&o)).transpose()?;
         let settings = Settings {
             urls: cli.urls,
             input_file: cli.input_file,
             dir: cli.dir.or(file.dir).unwrap_or_else(|| PathBuf::from(".")),
-            output: output.transpose()?,
+            output,
             checksum: cli
                 .checksum
                 .map(|c| c.parse().map_err(|m| invalid("--checksum", m)))
@@ -219,52 +242,55 @@ impl Settings {
             checksum_file: cli.checksum_file,
             metalink: cli.metalink,
             on_exists: cli.on_exists.or(file.on_exists).unwrap_or_default(),
-            jobs: at_least_one("--jobs", cli.jobs.or(file.jobs).unwrap_or(DEFAULT_JOBS))?,
+            jobs: at_least_one(
+                &from(cli.jobs.is_some(), "--jobs"),
+                cli.jobs.or(file.jobs).unwrap_or(DEFAULT_JOBS),
+            )?,
             max_per_host: at_least_one(
-                "--max-per-host",
+                &from(cli.max_per_host.is_some(), "--max-per-host"),
                 cli.max_per_host
                     .or(file.max_per_host)
                     .unwrap_or(DEFAULT_MAX_PER_HOST),
             )?,
             connections: connections(
-                "--connections",
+                &from(cli.connections.is_some(), "--connections"),
                 cli.connections
                     .or(file.connections)
                     .unwrap_or(DEFAULT_CONNECTIONS),
             )?,
             min_split_size: positive_size(
-                "--min-split-size",
+                &from(cli.min_split_size.is_some(), "--min-split-size"),
                 cli.min_split_size
                     .or(file.min_split_size)
                     .unwrap_or(ByteSize(DEFAULT_MIN_SPLIT_SIZE)),
             )?,
-            limit_rate: cli
-                .limit_rate
-                .or(file.limit_rate)
-                .map(|r| positive_size("--limit-rate", r))
-                .transpose()?,
+            // A rate of 0 is no cap, as in wget, curl and aria2c.
+            limit_rate: cli.limit_rate.or(file.limit_rate).and_then(rate_cap),
             limit_rate_per_download: cli
                 .limit_rate_per_download
                 .or(file.limit_rate_per_download)
-                .map(|r| positive_size("--limit-rate-per-download", r))
-                .transpose()?,
+                .and_then(rate_cap),
             retries: cli.retries.or(file.retries).unwrap_or(DEFAULT_RETRIES),
             retry_wait: seconds(
-                "--retry-wait",
+                &from(cli.retry_wait.is_some(), "--retry-wait"),
                 cli.retry_wait.or(file.retry_wait),
                 DEFAULT_RETRY_WAIT,
             )?,
             max_retry_wait: seconds(
-                "--max-retry-wait",
+                &from(cli.max_retry_wait.is_some(), "--max-retry-wait"),
                 cli.max_retry_wait.or(file.max_retry_wait),
                 DEFAULT_MAX_RETRY_WAIT,
             )?,
             connect_timeout: positive_seconds(
-                "--connect-timeout",
+                &from(cli.connect_timeout.is_some(), "--connect-timeout"),
                 cli.connect_timeout.or(file.connect_timeout),
                 DEFAULT_CONNECT_TIMEOUT,
             )?,
-            timeout: positive_seconds("--timeout", cli.timeout.or(file.timeout), DEFAULT_TIMEOUT)?,
+            timeout: positive_seconds(
+                &from(cli.timeout.is_some(), "--timeout"),
+                cli.timeout.or(file.timeout),
+                DEFAULT_TIMEOUT,
+            )?,
             headers,
             user_agent: cli
                 .user_agent
@@ -411,12 +437,31 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         if let Some(key) = key {
             message.push_str(&format!("key '{key}': "));
         }
-        message.push_str(e.message().trim());
+        message.push_str(&in_words(e.message().trim()));
         ConfigError::Parse {
             path: path.to_path_buf(),
             message,
         }
     })
+}
+
+/// serde's names of Rust types, said in words: `expected usize` reads
+/// `expected a whole number (0 or more)`.
+fn in_words(message: &str) -> String {
+    let mut text = message.to_string();
+    for (rust, words) in [
+        ("usize", "a whole number (0 or more)"),
+        ("u64", "a whole number (0 or more)"),
+        ("u32", "a whole number (0 or more)"),
+        ("u16", "a whole number (0 or more)"),
+        ("u8", "a whole number (0 or more)"),
+        ("f64", "a number (e.g. 1.5)"),
+        ("f32", "a number (e.g. 1.5)"),
+        ("a boolean", "true or false"),
+    ] {
+        text = text.replace(&format!("expected {rust}"), &format!("expected {words}"));
+    }
+    text
 }
 
 /// Parse a `K: V` header line.
@@ -456,6 +501,33 @@ pub fn connections(what: &str, n: usize) -> Result<usize, ConfigError> {
             format!("{n} is not between 1 and {MAX_CONNECTIONS}"),
         ))
     }
+}
+
+/// A rate cap: 0 is none (as in wget, curl and aria2c).
+pub fn rate_cap(rate: ByteSize) -> Option<u64> {
+    (rate.0 > 0).then_some(rate.0)
+}
+
+/// `-o`: `-` (stdout), a name (saved in `--dir`), or a path (a name with a
+/// directory, relative to `--dir` unless absolute; an existing file that is
+/// not a regular file, such as `/dev/null`, is written into as it is).
+fn output_name(o: &str) -> Result<OutputName, ConfigError> {
+    if o == "-" {
+        return Ok(OutputName::Stdout);
+    }
+    let path = PathBuf::from(o);
+    if path.metadata().is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return Ok(OutputName::Device(path));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| invalid("--output", format!("'{o}' names no file")))?;
+    crate::naming::check_given_name(&name).map_err(|m| invalid("--output", m))?;
+    Ok(match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        None => OutputName::File(name),
+        Some(dir) => OutputName::Path(dir.to_path_buf(), name),
+    })
 }
 
 /// Check a size or rate that must be more than zero (flag, key or list option).
@@ -573,8 +645,9 @@ mod tests {
         assert_eq!(s.connections, 4);
         let e = Settings::merge(cli(&["-x", "0"]), FileConfig::default()).unwrap_err();
         assert!(e.to_string().contains("--connections"), "{e}");
-        let e = Settings::merge(cli(&["--limit-rate", "0"]), FileConfig::default()).unwrap_err();
-        assert!(e.to_string().contains("--limit-rate"), "{e}");
+        // A rate of 0 is no cap, as in wget, curl and aria2c (issue 16).
+        let s = Settings::merge(cli(&["--limit-rate", "0"]), FileConfig::default()).unwrap();
+        assert_eq!(s.limit_rate, None);
     }
 
     #[test]

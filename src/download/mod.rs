@@ -163,6 +163,9 @@ pub struct Downloader {
     pub timestamping: bool,
     /// How space is reserved for files of known size.
     pub file_allocation: crate::options::FileAllocation,
+    /// `-o /dev/null` and the like: the body goes into this existing
+    /// non-regular file, as it would go to stdout.
+    pub device: Option<PathBuf>,
 }
 
 impl Downloader {
@@ -222,8 +225,12 @@ impl Downloader {
         self.events.send(Event::Retrying {
             id: job.id,
             url: job.url(),
-            attempt: tries.failed + 1,
-            max_attempts: self.retry.max_attempts(),
+            // One count for every retry: the tries charged to the budget so
+            // far, plus a checksum's extra try from scratch, and the one
+            // about to be made (a switch to a mirror is free: it keeps the
+            // count).
+            attempt: tries.failed + tries.checksum_failures + 1,
+            max_attempts: self.retry.max_attempts() + tries.checksum_failures,
             reason,
             delay,
         });
@@ -239,6 +246,7 @@ impl Downloader {
                     .spec
                     .limit_rate()
                     .or(self.rate_limit_per_download)
+                    .filter(|&rate| rate > 0)
                     .map(RateLimiter::new),
             })
             .clone()

@@ -44,6 +44,11 @@ impl Action {
     pub fn fails(&self) -> bool {
         matches!(self, Action::Fail(_))
     }
+
+    /// Whether there is nothing to do.
+    pub fn skips(&self) -> bool {
+        matches!(self, Action::Skip(_))
+    }
 }
 
 impl fmt::Display for Action {
@@ -64,6 +69,16 @@ impl Downloader {
     /// `GET` when `HEAD` is refused). Nothing is written.
     pub async fn probe(&self, job: &Job, tries: &mut Tries) -> Plan {
         let ready = self.prepare(job, tries);
+        if let Some(Ok(Completed::Skipped { path, reason })) = ready {
+            // Already complete: nothing to ask the server.
+            return Plan {
+                final_url: job.url(),
+                status: 0,
+                size: None,
+                path: Some(path),
+                action: Action::Skip(reason),
+            };
+        }
         let mut plan = Plan {
             final_url: job.url(),
             status: 0,
@@ -99,11 +114,12 @@ impl Downloader {
         };
         plan.final_url = response.url().to_string();
         plan.status = response.status().as_u16();
-        plan.size = http::file_size(response.headers());
         if !response.status().is_success() {
+            // An error page's size is not the file's.
             plan.action = Action::Fail(format!("HTTP {}", response.status()));
             return plan;
         }
+        plan.size = http::file_size(response.headers());
         if let (None, Some(planned), None) = (&job.spec.out, &job.name, &tries.resume) {
             let disposition = response
                 .headers()

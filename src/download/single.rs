@@ -401,13 +401,20 @@ impl Downloader {
         size: Option<u64>,
         limits: &Limits,
     ) -> Result<Completed, DownloadError> {
-        let stdout_path = PathBuf::from("-");
+        let stdout_path = self.device.clone().unwrap_or_else(|| PathBuf::from("-"));
         let _active = tries.progress.connection();
         self.start(job, tries, &stdout_path, tries.stdout.written, size);
-        let mut sink = StdoutSink::new(tries.stdout.written - offset);
         let io_err = |source| DownloadError::Io {
-            path: PathBuf::from("<stdout>"),
+            path: match &self.device {
+                Some(path) => path.clone(),
+                None => PathBuf::from("<stdout>"),
+            },
             source,
+        };
+        let skip = tries.stdout.written - offset;
+        let mut sink = match &self.device {
+            Some(path) => StdoutSink::device(path, skip).await.map_err(io_err)?,
+            None => StdoutSink::new(skip),
         };
         if tries.stdout.written == 0 {
             tries.stdout.verify =

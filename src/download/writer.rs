@@ -28,18 +28,28 @@ pub const BATCH_BYTES: usize = 128 * 1024;
 /// Standard output (`-o -`) for a body that may be fetched in several tries:
 /// bytes an earlier try already wrote are dropped, never written twice.
 pub struct StdoutSink {
-    out: tokio::io::Stdout,
+    out: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     /// Bytes of this response still to drop.
     skip: u64,
 }
 
 impl StdoutSink {
-    /// A sink that drops the first `skip` bytes it is given.
+    /// A sink to stdout that drops the first `skip` bytes it is given.
     pub fn new(skip: u64) -> Self {
         StdoutSink {
-            out: tokio::io::stdout(),
+            out: Box::pin(tokio::io::stdout()),
             skip,
         }
+    }
+
+    /// The same into an existing file that is not a regular one (`-o
+    /// /dev/null`, a FIFO): opened for writing as it is.
+    pub async fn device(path: &Path, skip: u64) -> io::Result<Self> {
+        let file = tokio::fs::OpenOptions::new().write(true).open(path).await?;
+        Ok(StdoutSink {
+            out: Box::pin(file),
+            skip,
+        })
     }
 
     /// Write one chunk, minus what is still to be skipped.

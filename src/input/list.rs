@@ -109,6 +109,11 @@ impl ListParser {
     ) {
         self.line_no += 1;
         let line = self.line_no;
+        // A UTF-8 byte-order mark (some editors write one) is not part of the URL.
+        let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+            Some(rest) if line == 1 => rest,
+            _ => bytes,
+        };
         let source = &self.source;
         let mut err = |reason: String| {
             errors(LineError {
@@ -204,7 +209,14 @@ pub fn format_entry(spec: &DownloadSpec) -> String {
 
 /// Parse and check one URL: http or https with a host.
 pub fn parse_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("invalid URL '{text}': {e}"))?;
+    let url = Url::parse(text).map_err(|e| {
+        // `example.org/f.iso`: no scheme (url's RelativeUrlWithoutBase).
+        if e.to_string() == "relative URL without a base" {
+            format!("'{text}' has no scheme: write it as https://{text} (or http://{text})")
+        } else {
+            format!("invalid URL '{text}': {e}")
+        }
+    })?;
     match url.scheme() {
         "http" | "https" => {}
         other => {
@@ -256,8 +268,8 @@ fn apply_option(spec: &mut DownloadSpec, option: &str) -> Result<(), String> {
             let rate: ByteSize = value
                 .parse()
                 .map_err(|m| format!("limit_rate={value}: {m}"))?;
-            let rate = config::positive_size("limit_rate", rate).map_err(|e| e.to_string())?;
-            spec.extra_mut().limit_rate = Some(rate);
+            // 0: no cap for this download, whatever --limit-rate-per-download says.
+            spec.extra_mut().limit_rate = Some(rate.0);
         }
         _ => {
             return Err(format!(

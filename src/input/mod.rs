@@ -44,7 +44,7 @@ pub struct Extra {
     /// Most connections for this download (`connections=`), overriding `--connections`.
     pub connections: Option<usize>,
     /// Cap of this download in bytes per second (`limit_rate=`), overriding
-    /// `--limit-rate-per-download`.
+    /// `--limit-rate-per-download`; 0 is no cap.
     pub limit_rate: Option<u64>,
     /// The expected digest (`checksum=` or `--checksum`).
     pub checksum: Option<Checksum>,
@@ -358,8 +358,13 @@ pub fn load(settings: &Settings) -> Result<Input, InputError> {
         if specs.len() != 1 {
             return Err(InputError::OutputNeedsOneUrl(specs.len()));
         }
-        if let OutputName::File(name) = output {
-            specs[0].change(|spec| spec.out = Some(name.clone()));
+        match output {
+            OutputName::File(name) => specs[0].change(|spec| spec.out = Some(name.clone())),
+            OutputName::Path(dir, name) => specs[0].change(|spec| {
+                spec.out = Some(name.clone());
+                spec.dir = Some(dir.clone());
+            }),
+            OutputName::Stdout | OutputName::Device(_) => {}
         }
     }
     Ok(Input {

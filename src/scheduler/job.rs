@@ -121,7 +121,7 @@ async fn dry_run(shared: &Shared, job: &Job, tries: &mut Tries) -> Outcome {
         host.answered();
         plan
     };
-    let failed = plan.action.fails();
+    let (failed, skipped) = (plan.action.fails(), plan.action.skips());
     dl.events.send(Event::Planned {
         id: job.id,
         url: job.url(),
@@ -140,6 +140,8 @@ async fn dry_run(shared: &Shared, job: &Job, tries: &mut Tries) -> Outcome {
             },
             0,
         )
+    } else if skipped {
+        Outcome::Skipped
     } else {
         Outcome::Planned
     }

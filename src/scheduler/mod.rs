@@ -51,7 +51,8 @@ pub struct Ran {
 /// Run every download and return what happened. The downloads known before
 /// the run are planned whole first (names reserved in input order); those
 /// that arrive on a stream are planned as they come, after them.
-/// `keep_unfinished`: hand back the downloads that did not complete.
+/// `unfinished`: where the downloads that did not complete are kept (for
+/// `--save-failed`), when they are.
 pub async fn run(
     settings: &Settings,
     mut input: Input,
@@ -59,11 +60,14 @@ pub async fn run(
     credentials: crate::download::auth::Credentials,
     events: EventSender,
     cancel: CancellationToken,
-    keep_unfinished: bool,
+    unfinished: Option<Arc<Unfinished>>,
 ) -> Ran {
     let started = Instant::now();
     let names = Names::default();
-    let mut planner = Planner::new(settings.output == Some(OutputName::Stdout));
+    let mut planner = Planner::new(matches!(
+        settings.output,
+        Some(OutputName::Stdout | OutputName::Device(_))
+    ));
     let planned: Vec<Planned> = input
         .specs
         .iter()
@@ -100,6 +104,10 @@ pub async fn run(
             trust_server_names: settings.trust_server_names,
             timestamping: settings.timestamping,
             file_allocation: settings.file_allocation,
+            device: match &settings.output {
+                Some(OutputName::Device(path)) => Some(path.clone()),
+                _ => None,
+            },
         },
         hosts: Hosts::new(settings.max_per_host, events.clone()),
         dry_run: settings.dry_run,
@@ -110,11 +118,9 @@ pub async fn run(
         slots: Arc::new(Semaphore::new(settings.jobs)),
         running: JoinSet::new(),
         ran: Ran::default(),
-        keep_unfinished,
-        in_flight: HashMap::new(),
+        unfinished,
         dirs,
         stopped: false,
-        unfinished: BTreeMap::new(),
     };
     let mut next_id = input.specs.len();
     let mut lines = input.specs.into_iter().zip(planned).enumerate();
@@ -160,6 +166,36 @@ pub async fn run(
     batch.finish(started).await
 }
 
+/// The downloads of a run that did not complete (for `--save-failed`), kept
+/// where the signal handler can reach them too: however the run ends, a
+/// second Ctrl-C included, the list is written.
+#[derive(Debug, Default)]
+pub struct Unfinished(std::sync::Mutex<UnfinishedTable>);
+
+#[derive(Debug, Default)]
+struct UnfinishedTable {
+    /// Downloads running now.
+    running: HashMap<DownloadId, Queued>,
+    /// Downloads that failed, were interrupted or never started.
+    ended: BTreeMap<DownloadId, Queued>,
+}
+
+impl Unfinished {
+    fn lock(&self) -> std::sync::MutexGuard<'_, UnfinishedTable> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every download not complete now (running ones included), in input
+    /// order.
+    pub fn list(&self) -> Vec<Queued> {
+        let table = self.lock();
+        let mut all: BTreeMap<DownloadId, &Queued> =
+            table.ended.iter().map(|(&i, q)| (i, q)).collect();
+        all.extend(table.running.iter().map(|(&i, q)| (i, q)));
+        all.into_values().cloned().collect()
+    }
+}
+
 /// The downloads of a run as they are started and end.
 struct Batch<'a> {
     settings: &'a Settings,
@@ -168,15 +204,12 @@ struct Batch<'a> {
     slots: Arc<Semaphore>,
     running: JoinSet<(DownloadId, Outcome)>,
     ran: Ran,
-    keep_unfinished: bool,
-    /// The input of each running download, while unfinished ones are kept.
-    in_flight: HashMap<DownloadId, Queued>,
+    /// The downloads running and those that did not complete, when kept.
+    unfinished: Option<Arc<Unfinished>>,
     /// Each output directory known so far, with why it cannot be used.
     dirs: HashMap<PathBuf, Option<String>>,
     /// Interrupted: nothing more starts.
     stopped: bool,
-    /// Downloads that did not complete, by id, while they are kept.
-    unfinished: BTreeMap<DownloadId, Queued>,
 }
 
 impl Batch<'_> {
@@ -209,8 +242,8 @@ impl Batch<'_> {
         while let Some(done) = self.running.try_join_next() {
             self.record(done);
         }
-        if self.keep_unfinished {
-            self.in_flight.insert(id, queued.clone());
+        if let Some(u) = &self.unfinished {
+            u.lock().running.insert(id, queued.clone());
         }
         let mut spec = queued.into_spec();
         let job = Job {
@@ -230,8 +263,8 @@ impl Batch<'_> {
     fn not_started(&mut self, id: DownloadId, queued: Queued) {
         self.ran.summary.incomplete.push(id);
         self.ran.summary.not_started += 1;
-        if self.keep_unfinished {
-            self.unfinished.insert(id, queued);
+        if let Some(u) = &self.unfinished {
+            u.lock().ended.insert(id, queued);
         }
     }
 
@@ -283,7 +316,10 @@ impl Batch<'_> {
                 return;
             }
         };
-        let queued = self.in_flight.remove(&id);
+        let queued = self
+            .unfinished
+            .as_ref()
+            .and_then(|u| u.lock().running.remove(&id));
         match outcome {
             Outcome::Done { transferred } => {
                 summary.succeeded += 1;
@@ -309,8 +345,8 @@ impl Batch<'_> {
                 summary.bytes += transferred;
             }
         }
-        if let Some(q) = queued {
-            self.unfinished.insert(id, q);
+        if let (Some(q), Some(u)) = (queued, &self.unfinished) {
+            u.lock().ended.insert(id, q);
         }
     }
 
@@ -324,7 +360,9 @@ impl Batch<'_> {
         summary.dry_run = self.settings.dry_run;
         summary.was_interrupted = self.shared.downloader.cancel.is_cancelled();
         summary.elapsed = started.elapsed();
-        self.ran.unfinished = self.unfinished.into_values().collect();
+        if let Some(u) = &self.unfinished {
+            self.ran.unfinished = u.list();
+        }
         self.ran
     }
 }
