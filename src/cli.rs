@@ -311,13 +311,26 @@ pub struct Cli {
     #[arg(long, value_name = "URL", help_heading = "HTTP")]
     pub referer: Option<String>,
 
-    /// Proxy for all requests.
+    /// Proxy for all requests (http, https, socks4, socks5, socks5h).
     ///
-    /// HTTP_PROXY, HTTPS_PROXY and NO_PROXY are honoured too.
+    /// The schemes http, https, socks4, socks4a, socks5 and socks5h are understood. A user and password may be in the URL (percent-encoded). socks5h asks the proxy to resolve
+    /// host names, so no DNS request leaves this machine. Without it, the environment's
+    /// http_proxy, HTTPS_PROXY, ALL_PROXY (and their lower-case forms; HTTP_PROXY is not read)
+    /// apply, as in curl; '' uses no proxy whatever the environment says. A proxy volley cannot
+    /// use stops the run: it never goes direct instead.
     ///
     /// [config: proxy]
     #[arg(long, value_name = "URL", help_heading = "HTTP")]
     pub proxy: Option<String>,
+
+    /// Hosts that go direct, not through the proxy: comma-separated.
+    ///
+    /// A name matches itself and its subdomains (a leading dot is allowed); IP addresses and ranges
+    /// (10.0.0.0/8) match as such; '*' sends everything direct. Overrides NO_PROXY.
+    ///
+    /// [config: noproxy]
+    #[arg(long, value_name = "LIST", help_heading = "HTTP")]
+    pub noproxy: Option<String>,
 
     /// Accept invalid TLS certificates.
     ///

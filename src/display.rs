@@ -67,6 +67,25 @@ pub fn redact(url: &reqwest::Url) -> String {
     shown.to_string()
 }
 
+/// [`redact`] for a URL given as text, also one that does not parse: the
+/// password between `:` and `@` after `://` reads `***`.
+pub fn redact_text(text: &str) -> String {
+    if let Ok(url) = reqwest::Url::parse(text) {
+        return redact(&url);
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => text.to_string(),
+        },
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

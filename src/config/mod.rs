@@ -14,6 +14,7 @@ use crate::options::{
     ByteSize, FileAllocation, OnExists, OutputName, PrintPaths, ProgressMode, Shard,
 };
 
+pub mod proxy;
 pub mod shard;
 use shard::ShardError;
 
@@ -124,7 +125,7 @@ pub struct Settings {
     /// Name redirected downloads after their last URL.
     pub trust_server_names: bool,
     /// Proxy URL.
-    pub proxy: Option<String>,
+    pub proxies: proxy::Proxies,
     /// Accept invalid certificates.
     pub insecure: bool,
     /// Extra PEM roots (or a self-signed server certificate).
@@ -297,7 +298,15 @@ impl Settings {
                 .or(file.user_agent)
                 .unwrap_or_else(|| concat!("volley/", env!("CARGO_PKG_VERSION")).to_string()),
             trust_server_names: cli.trust_server_names || file.trust_server_names,
-            proxy: cli.proxy.or(file.proxy),
+            proxies: proxy::resolve(
+                match (cli.proxy, file.proxy) {
+                    (Some(p), _) => Some((p, "--proxy".to_string())),
+                    (None, Some(p)) => Some((p, from(false, "--proxy"))),
+                    (None, None) => None,
+                },
+                cli.noproxy.or(file.noproxy),
+                proxy::process_env,
+            )?,
             insecure: cli.insecure || file.insecure,
             ca_cert: cli.ca_cert.or(file.ca_cert),
             cert: cli.cert.or(file.cert),
@@ -385,14 +394,6 @@ impl Settings {
                 "--user-agent",
                 "contains characters not allowed in a header".into(),
             ));
-        }
-        if let Some(proxy) = &settings.proxy {
-            reqwest::Url::parse(proxy).map_err(|e| {
-                invalid(
-                    "--proxy",
-                    format!("'{proxy}' is not a URL ({e}); e.g. http://proxy:3128"),
-                )
-            })?;
         }
         Ok(settings)
     }

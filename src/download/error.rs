@@ -185,7 +185,67 @@ impl DownloadError {
                 idle.as_secs_f64()
             ));
         }
+        if let Some(said) = through_proxy(&e, &host) {
+            return DownloadError::Network(said);
+        }
         DownloadError::Network(plain_words(&e, &host, &at))
+    }
+}
+
+/// The run's proxies, for messages: set once when the clients are built.
+static PROXIES: std::sync::OnceLock<crate::config::proxy::Proxies> = std::sync::OnceLock::new();
+
+/// Remember the run's proxies, so that a failure on the way through one is
+/// told as the proxy's.
+pub fn use_proxies(proxies: &crate::config::proxy::Proxies) {
+    let _ = PROXIES.set(proxies.clone());
+}
+
+/// A failure on the way through a proxy, in plain words: the proxy refused
+/// the connection or the credentials, or could not reach the host.
+fn through_proxy(e: &reqwest::Error, host: &str) -> Option<String> {
+    let proxy = e.url().and_then(|u| PROXIES.get()?.for_url(u))?;
+    let shown = format!(
+        "the proxy {} ({})",
+        crate::display::redact(&proxy.url).trim_end_matches('/'),
+        proxy.from
+    );
+    let text = chain_text(e);
+    let said = |what: &str| text.contains(what);
+    if said("credentials not accepted")
+        || said("proxy authorization required")
+        || said("does not support user/pass authentication")
+    {
+        return Some(format!(
+            "{shown} refused the user and password, or wants one (give them in the proxy URL: scheme://user:password@host:port)"
+        ));
+    }
+    for status in [
+        "host unreachable",
+        "network unreachable",
+        "connection refused",
+        "connection not allowed",
+        "ttl expired",
+        "general server failure",
+    ] {
+        if said(&format!("SOCKS error: {status}")) {
+            return Some(format!("{shown} could not reach {host} ({status})"));
+        }
+    }
+    if said("unsuccessful") && said("tunnel") || text.ends_with(": unsuccessful") {
+        return Some(format!("{shown} would not connect to {host}"));
+    }
+    let io = find_io(e).map(std::io::Error::kind);
+    match io {
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            Some(format!("connection refused by {shown}"))
+        }
+        Some(std::io::ErrorKind::TimedOut) => Some(format!("no answer from {shown}")),
+        _ if e.is_connect() && (said("dns error") || said("failed to lookup address")) => {
+            Some(format!("cannot resolve the host name of {shown}"))
+        }
+        _ if e.is_connect() => Some(format!("cannot connect through {shown} ({})", deepest(e))),
+        _ => None,
     }
 }
 

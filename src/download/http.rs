@@ -29,8 +29,8 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
-    /// `--proxy` was refused.
-    #[error("--proxy {url}: {reason}")]
+    /// A proxy was refused.
+    #[error("{url}: {reason}")]
     Proxy {
         /// The proxy URL.
         url: String,
@@ -184,12 +184,34 @@ fn build_one(
     if let Some(jar) = jar {
         builder = builder.cookie_provider(jar);
     }
-    if let Some(proxy) = &s.proxy {
-        let p = reqwest::Proxy::all(proxy).map_err(|e| ClientError::Proxy {
-            url: proxy.clone(),
+    // The environment was read into the settings: reqwest reads none.
+    builder = builder.no_proxy();
+    super::error::use_proxies(&s.proxies);
+    let no_proxy = s
+        .proxies
+        .no_proxy
+        .as_deref()
+        .and_then(reqwest::NoProxy::from_string);
+    let (http, https) = (&s.proxies.http, &s.proxies.https);
+    let mut proxies = Vec::new();
+    if http == https {
+        if let Some(p) = http {
+            proxies.push((p, reqwest::Proxy::all(p.url.as_str())));
+        }
+    } else {
+        if let Some(p) = http {
+            proxies.push((p, reqwest::Proxy::http(p.url.as_str())));
+        }
+        if let Some(p) = https {
+            proxies.push((p, reqwest::Proxy::https(p.url.as_str())));
+        }
+    }
+    for (given, proxy) in proxies {
+        let proxy = proxy.map_err(|e| ClientError::Proxy {
+            url: format!("{} {}", given.from, crate::display::redact(&given.url)),
             reason: describe(&e),
         })?;
-        builder = builder.proxy(p);
+        builder = builder.proxy(proxy.no_proxy(no_proxy.clone()));
     }
     builder
         .build()
