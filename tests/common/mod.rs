@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod h2server;
+pub mod proxy;
 pub mod server;
 
 #[allow(unused_imports)]
