@@ -1,6 +1,7 @@
 //! The HTTP side: one shared client for the run, redirect policy, and how
 //! responses and transport errors are classified.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
@@ -134,7 +135,7 @@ pub struct Clients {
 /// defaults of the clients: each request gets them for its own origin only.
 pub fn build_clients(
     s: &Settings,
-    jar: Option<std::sync::Arc<super::cookies::Jar>>,
+    jar: Option<Arc<super::cookies::Jar>>,
 ) -> Result<Clients, ClientError> {
     let tls = super::tls::TlsOptions {
         insecure: s.insecure,
@@ -148,19 +149,19 @@ pub fn build_clients(
     } else {
         &[b"h2", b"http/1.1"]
     };
-    let shared = build_one(
-        s,
-        jar.clone(),
-        super::tls::client_config(&tls, shared_alpn)?,
-        !s.http1_only,
-    )?;
-    let bulk = build_one(s, jar, super::tls::client_config(&tls, h1)?, false)?;
+    // One configuration (one verifier: the system roots are read and parsed
+    // once) offered with two ALPN lists.
+    let shared_tls = super::tls::client_config(&tls, shared_alpn)?;
+    let mut bulk_tls = shared_tls.clone();
+    bulk_tls.alpn_protocols = h1.iter().map(|p| p.to_vec()).collect();
+    let shared = build_one(s, jar.clone(), shared_tls, !s.http1_only)?;
+    let bulk = build_one(s, jar, bulk_tls, false)?;
     Ok(Clients { shared, bulk })
 }
 
 fn build_one(
     s: &Settings,
-    jar: Option<std::sync::Arc<super::cookies::Jar>>,
+    jar: Option<Arc<super::cookies::Jar>>,
     tls: rustls::ClientConfig,
     http2: bool,
 ) -> Result<Client, ClientError> {
