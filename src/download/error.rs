@@ -29,6 +29,10 @@ pub enum DownloadError {
     /// The server's TLS certificate was refused: another try would not help.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The proxy refused the user and password (or wants some): another try
+    /// would not help.
+    #[error("{0}")]
+    ProxyAuth(String),
     /// A redirect loop, too many redirects or a refused redirect.
     #[error("{0}")]
     Redirect(String),
@@ -116,6 +120,7 @@ impl DownloadError {
             DownloadError::Http { .. }
                 | DownloadError::Network(_)
                 | DownloadError::Tls(_)
+                | DownloadError::ProxyAuth(_)
                 | DownloadError::Redirect(_)
                 | DownloadError::ShortBody { .. }
                 | DownloadError::WrongSize { .. }
@@ -157,6 +162,20 @@ impl DownloadError {
         }
     }
 
+    /// An error status as a failure; a 407 is the proxy's.
+    pub fn from_status(response: &reqwest::Response) -> Self {
+        let status = response.status();
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            if let Some(shown) = proxy_shown(response.url()) {
+                return DownloadError::ProxyAuth(refused_credentials(&shown));
+            }
+        }
+        DownloadError::Http {
+            status,
+            retry_after: http::retry_after(response.headers()),
+        }
+    }
+
     /// Classify a transport error (`idle`: the idle timeout, for the message).
     pub fn from_reqwest(e: reqwest::Error, idle: Duration) -> Self {
         let (host, port) = host_port(&e);
@@ -185,8 +204,8 @@ impl DownloadError {
                 idle.as_secs_f64()
             ));
         }
-        if let Some(said) = through_proxy(&e, &host) {
-            return DownloadError::Network(said);
+        if let Some(failure) = through_proxy(&e, &host) {
+            return failure;
         }
         DownloadError::Network(plain_words(&e, &host, &at))
     }
@@ -203,23 +222,43 @@ pub fn use_proxies(proxies: &crate::config::proxy::Proxies) {
 
 /// A failure on the way through a proxy, in plain words: the proxy refused
 /// the connection or the credentials, or could not reach the host.
-fn through_proxy(e: &reqwest::Error, host: &str) -> Option<String> {
-    let proxy = e.url().and_then(|u| PROXIES.get()?.for_url(u))?;
-    let shown = format!(
-        "the proxy {} ({})",
-        crate::display::redact(&proxy.url).trim_end_matches('/'),
-        proxy.from
-    );
+fn through_proxy(e: &reqwest::Error, host: &str) -> Option<DownloadError> {
+    let shown = proxy_shown(e.url()?)?;
     let text = chain_text(e);
     let said = |what: &str| text.contains(what);
     if said("credentials not accepted")
         || said("proxy authorization required")
         || said("does not support user/pass authentication")
     {
-        return Some(format!(
-            "{shown} refused the user and password, or wants one (give them in the proxy URL: scheme://user:password@host:port)"
-        ));
+        return Some(DownloadError::ProxyAuth(refused_credentials(&shown)));
     }
+    through_proxy_network(e, host, &shown, &text).map(DownloadError::Network)
+}
+
+/// The proxy a request to `url` goes through, as messages name it.
+fn proxy_shown(url: &reqwest::Url) -> Option<String> {
+    let proxy = PROXIES.get()?.for_url(url)?;
+    Some(format!(
+        "the proxy {} ({})",
+        crate::display::redact(&proxy.url).trim_end_matches('/'),
+        proxy.from
+    ))
+}
+
+fn refused_credentials(shown: &str) -> String {
+    format!(
+        "{shown} refused the user and password, or wants one (give them in the proxy URL: scheme://user:password@host:port)"
+    )
+}
+
+/// A connection through the proxy that failed, in plain words.
+fn through_proxy_network(
+    e: &reqwest::Error,
+    host: &str,
+    shown: &str,
+    text: &str,
+) -> Option<String> {
+    let said = |what: &str| text.contains(what);
     for status in [
         "host unreachable",
         "network unreachable",
@@ -235,7 +274,17 @@ fn through_proxy(e: &reqwest::Error, host: &str) -> Option<String> {
     if said("unsuccessful") && said("tunnel") || text.ends_with(": unsuccessful") {
         return Some(format!("{shown} would not connect to {host}"));
     }
-    let io = find_io(e).map(std::io::Error::kind);
+    let io = find_io(e).map(std::io::Error::kind).or_else(|| {
+        // hyper-util's SOCKS error keeps the failed connection to the proxy
+        // without giving it as its source; its Debug form still names the kind.
+        let hidden = format!("{:?}", deepest_error(e));
+        [
+            std::io::ErrorKind::ConnectionRefused,
+            std::io::ErrorKind::TimedOut,
+        ]
+        .into_iter()
+        .find(|kind| hidden.contains(&format!("kind: {kind:?}")))
+    });
     match io {
         Some(std::io::ErrorKind::ConnectionRefused) => {
             Some(format!("connection refused by {shown}"))
@@ -303,11 +352,17 @@ fn find_io<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::
 
 /// The innermost cause's text.
 fn deepest(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last: &(dyn std::error::Error + 'static) = e;
+    deepest_error(e).to_string()
+}
+
+fn deepest_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    let mut last = e;
     while let Some(s) = last.source() {
         last = s;
     }
-    last.to_string()
+    last
 }
 
 /// Every cause's text, for recognising a kind of failure.

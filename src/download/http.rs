@@ -186,7 +186,7 @@ fn build_one(
         builder = builder.cookie_provider(jar);
     }
     // The environment was read into the settings: reqwest reads none.
-    builder = builder.no_proxy();
+    builder = builder.no_proxy().dns_resolver(Arc::new(SystemResolver));
     super::error::use_proxies(&s.proxies);
     let no_proxy = s
         .proxies
@@ -268,6 +268,30 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
 /// The size a 416 answer gives: `Content-Range: bytes */N`.
 pub fn unsatisfied_size(value: &str) -> Option<u64> {
     value.trim().strip_prefix("bytes */")?.trim().parse().ok()
+}
+
+/// Host names looked up by the system (getaddrinfo on the blocking pool, as
+/// reqwest's own resolver does); an address literal is taken as it is. reqwest
+/// hands an IPv6 target of a socks5:// proxy (which resolves locally) over as
+/// `[::1]`, brackets and all, which getaddrinfo does not take.
+struct SystemResolver;
+
+impl reqwest::dns::Resolve for SystemResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .to_string();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => vec![std::net::SocketAddr::new(ip, 0)],
+                Err(_) => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 #[cfg(test)]

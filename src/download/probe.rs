@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_DISPOSITION, RANGE};
 
 use super::request::Lane;
-use super::{http, Completed, Downloader, Job, Tries};
+use super::{http, Completed, DownloadError, Downloader, Job, Tries};
 use crate::display::human_bytes;
 use crate::naming;
 
@@ -116,7 +116,7 @@ impl Downloader {
         plan.status = response.status().as_u16();
         if !response.status().is_success() {
             // An error page's size is not the file's.
-            plan.action = Action::Fail(format!("HTTP {}", response.status()));
+            plan.action = Action::Fail(DownloadError::from_status(&response).to_string());
             return plan;
         }
         plan.size = http::file_size(response.headers());

@@ -78,10 +78,7 @@ impl Downloader {
                 .await;
         }
         if !status.is_success() {
-            return Err(DownloadError::Http {
-                status,
-                retry_after: http::retry_after(response.headers()),
-            });
+            return Err(DownloadError::from_status(&response));
         }
         let (offset, size) = self.check_range(
             tries,

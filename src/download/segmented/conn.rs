@@ -179,10 +179,7 @@ impl<'a, S: Slots> Split<'a, S> {
             ));
         }
         if status != StatusCode::PARTIAL_CONTENT {
-            return Err(DownloadError::Http {
-                status,
-                retry_after: http::retry_after(response.headers()),
-            });
+            return Err(DownloadError::from_status(response));
         }
         let expected = range::Expected {
             start,
