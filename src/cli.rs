@@ -213,7 +213,7 @@ pub struct Cli {
     /// Counted the same whatever the protocol: each connection of a split download and each large
     /// body has a TCP connection of its own. Over HTTP/2 small files share a connection, and each
     /// request in flight still counts, so no more than N requests go to one host at once either.
-    /// A busy host (429, 503) gets fewer, for a while.
+    /// A busy host (a 429, or a Retry-After) gets fewer, for a while.
     ///
     /// [default: 8] [config: max_per_host]
     #[arg(long, value_name = "N", help_heading = "Concurrency")]

@@ -929,9 +929,12 @@ fn scattered_faults_do_not_shrink_the_host_window() {
         assert_file_eq(dir.join(name), body);
     }
     assert_no_part_files(&dir);
-    // Resets, stalls and short bodies are each one connection's problem: the
-    // host's window is cut only by its 503s, once per window of requests, so
-    // it never collapses (halving on every fault held it near 3).
+    // Resets, stalls, short bodies and bare 503s (no Retry-After: issue 15
+    // names a 429 or a Retry-After as the busy signals) are each one
+    // request's problem: scattered, they leave the host's window alone
+    // (halving on every fault held it near 3; halving once per window of
+    // requests on every 503 still held it between 2 and 8 in the benchmark's
+    // chaos run, where 6 s stalls then took most of its slots).
     let evs = parse_json_lines(&r.stdout);
     let windows: Vec<u64> = events(&evs, "host")
         .into_iter()
@@ -939,7 +942,7 @@ fn scattered_faults_do_not_shrink_the_host_window() {
         .collect();
     let lowest = windows.iter().copied().min().unwrap_or(16);
     assert!(
-        lowest >= 4,
+        lowest >= 8,
         "the window fell to {lowest} under scattered faults: {windows:?}"
     );
 }

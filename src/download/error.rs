@@ -128,20 +128,35 @@ impl DownloadError {
         )
     }
 
-    /// Whether the host says it is busy (429, 503): its connection window
-    /// shrinks.
+    /// Whether the host says it is busy: a 429, or a retryable status with a
+    /// `Retry-After` (a 503 that says when to come back). Its connection
+    /// window shrinks.
     pub fn is_busy(&self) -> bool {
-        matches!(self, DownloadError::Http { status, .. } if matches!(status.as_u16(), 429 | 503))
+        match self {
+            DownloadError::Http {
+                status,
+                retry_after,
+            } => {
+                status.as_u16() == 429
+                    || retry_after.is_some() && http::is_transient_status(*status)
+            }
+            _ => false,
+        }
     }
 
-    /// Whether one connection failed (refused, reset, stalled, cut short):
+    /// Whether one request failed without the host saying it is busy
+    /// (refused, reset, stalled, cut short, or a bare 5xx such as a 503 with
+    /// no `Retry-After`, which a flaky proxy or backend answers now and then):
     /// the connection's problem, unless it happens to most of the host's
     /// requests.
     pub fn is_fault(&self) -> bool {
-        matches!(
-            self,
-            DownloadError::Network(_) | DownloadError::ShortBody { .. }
-        )
+        match self {
+            DownloadError::Network(_) | DownloadError::ShortBody { .. } => true,
+            DownloadError::Http { status, .. } => {
+                !self.is_busy() && http::is_transient_status(*status)
+            }
+            _ => false,
+        }
     }
 
     /// Tell the host's window what this failure of a request started in

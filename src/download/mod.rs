@@ -52,7 +52,7 @@ pub trait Slots: Sync {
     /// The window generation a slot was taken in: what [`Slots::busy`] and
     /// [`Slots::fault`] weigh a failure by.
     fn generation(permit: &Self::Permit) -> u64;
-    /// The host said it is busy (429, 503) to a request started in
+    /// The host said it is busy (429, or a Retry-After) to a request started in
     /// generation `since`.
     fn busy(&self, since: u64, retry_after: Option<Duration>);
     /// A request started in generation `since` failed on its connection (a

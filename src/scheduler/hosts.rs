@@ -2,11 +2,12 @@
 //! with a host's faults told apart from its congestion.
 //!
 //! Each host (`scheme://host:port`) gets a window of connections, starting at
-//! `--max-per-host`. A host that says it is busy (a 429 or a 503) halves it
-//! (never below 1), but at most once per window's worth of requests: only a
-//! request started after the last cut can cut again, as TCP cuts its window
-//! once per round trip however many packets of it were lost. A reset, a stall
-//! or a short body is the connection's problem, not the host's: it is retried
+//! `--max-per-host`. A host that says it is busy (a 429, or a 503 or other
+//! retryable status with a `Retry-After`) halves it (never below 1), but at
+//! most once per window's worth of requests: only a request started after the
+//! last cut can cut again, as TCP cuts its window once per round trip however
+//! many packets of it were lost. A reset, a stall, a short body or a bare 503
+//! (no `Retry-After`) is the request's problem, not the host's: it is retried
 //! without shrinking the window, unless faults come in a burst (half of the
 //! host's last requests), which says the host is in trouble. Each success grows
 //! the window by `1/window`, about one connection per window's worth of
@@ -215,7 +216,7 @@ impl Host {
         }
     }
 
-    /// The host said it is busy (429, 503) to a request started in window
+    /// The host said it is busy (429, or a Retry-After) to a request started in window
     /// generation `since`: halve the window, unless it was cut after that
     /// request started; pause the host for `retry_after` when it said so.
     pub fn busy(&self, since: u64, retry_after: Option<Duration>) {
