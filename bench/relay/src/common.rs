@@ -1,8 +1,9 @@
-//! Command-line helpers shared by `relay` and `faulty` (no argument library:
+//! Helpers shared by `relay`, `faulty` and `h2serve` (no argument library:
 
 #![allow(dead_code)] // each binary uses part of it
 //! the dependency tree stays tokio, bytes and libc).
 
+use std::path::{Component, Path, PathBuf};
 use std::process::exit;
 
 /// The arguments after the program name, as `--name value` pairs (also
@@ -30,6 +31,23 @@ pub fn args(usage: &str, flags: &[&str]) -> Vec<(String, String)> {
         out.push((name, value));
     }
     out
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn terminated() {
+    use std::future::Future;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let (mut a, mut b) = (std::pin::pin!(term.recv()), std::pin::pin!(int.recv()));
+    std::future::poll_fn(move |cx| {
+        if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 pub fn die(usage: &str, msg: &str) -> ! {
@@ -64,4 +82,75 @@ pub fn human(n: u64) -> String {
     };
     let s = format!("{v:.2}");
     format!("{} {unit}", s.trim_end_matches('0').trim_end_matches('.'))
+}
+
+pub enum RangeAnswer {
+    Ignore,
+    Unsatisfiable,
+    Part(u64, u64),
+}
+
+/// One `bytes=` range against a body of `size` bytes (several ranges, or
+/// anything else: ignored, the whole body is sent).
+pub fn parse_range(v: &str, size: u64) -> RangeAnswer {
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return RangeAnswer::Ignore;
+    };
+    if spec.contains(',') {
+        return RangeAnswer::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAnswer::Ignore;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        return match b.parse::<u64>() {
+            Ok(0) => RangeAnswer::Unsatisfiable,
+            Ok(_) if size == 0 => RangeAnswer::Unsatisfiable,
+            Ok(n) => RangeAnswer::Part(size.saturating_sub(n), size - 1),
+            Err(_) => RangeAnswer::Ignore,
+        };
+    }
+    let Ok(a) = a.parse::<u64>() else {
+        return RangeAnswer::Ignore;
+    };
+    let b = if b.is_empty() {
+        u64::MAX
+    } else {
+        match b.parse::<u64>() {
+            Ok(b) if b >= a => b,
+            _ => return RangeAnswer::Ignore,
+        }
+    };
+    if a >= size {
+        return RangeAnswer::Unsatisfiable;
+    }
+    RangeAnswer::Part(a, b.min(size - 1))
+}
+
+/// The file under `root` that a URL path names; None for `..` and the like.
+pub fn local_path(root: &Path, path: &str) -> Option<PathBuf> {
+    let decoded = percent_decode(path)?;
+    let rel = Path::new(decoded.trim_start_matches('/'));
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    Some(root.join(rel))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }

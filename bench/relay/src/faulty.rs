@@ -23,11 +23,11 @@
 
 mod common;
 
-use common::die;
+use common::{die, local_path, parse_range, RangeAnswer};
 use std::collections::HashMap;
 use std::io::{self, SeekFrom};
 use std::net::SocketAddr;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -222,23 +222,7 @@ fn main() {
                 }
             }
         });
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        let stop = std::pin::pin!(term.recv());
-        let stop2 = std::pin::pin!(int.recv());
-        // Whichever comes first.
-        std::future::poll_fn({
-            let (mut a, mut b) = (stop, stop2);
-            move |cx| {
-                if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() {
-                    std::task::Poll::Ready(())
-                } else {
-                    std::task::Poll::Pending
-                }
-            }
-        })
-        .await;
+        common::terminated().await;
         let line = server.stats();
         println!("{line}");
         let _ = std::io::stdout().flush();
@@ -250,8 +234,6 @@ fn main() {
         std::process::exit(0);
     });
 }
-
-use std::future::Future;
 
 struct Request {
     head_only: bool,
@@ -492,77 +474,6 @@ async fn respond(
         c.write_all(&out).await?;
     }
     Ok(true)
-}
-
-enum RangeAnswer {
-    Ignore,
-    Unsatisfiable,
-    Part(u64, u64),
-}
-
-/// One `bytes=` range against a body of `size` bytes (several ranges, or
-/// anything else: ignored, the whole body is sent).
-fn parse_range(v: &str, size: u64) -> RangeAnswer {
-    let Some(spec) = v.trim().strip_prefix("bytes=") else {
-        return RangeAnswer::Ignore;
-    };
-    if spec.contains(',') {
-        return RangeAnswer::Ignore;
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeAnswer::Ignore;
-    };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        return match b.parse::<u64>() {
-            Ok(0) => RangeAnswer::Unsatisfiable,
-            Ok(_) if size == 0 => RangeAnswer::Unsatisfiable,
-            Ok(n) => RangeAnswer::Part(size.saturating_sub(n), size - 1),
-            Err(_) => RangeAnswer::Ignore,
-        };
-    }
-    let Ok(a) = a.parse::<u64>() else {
-        return RangeAnswer::Ignore;
-    };
-    let b = if b.is_empty() {
-        u64::MAX
-    } else {
-        match b.parse::<u64>() {
-            Ok(b) if b >= a => b,
-            _ => return RangeAnswer::Ignore,
-        }
-    };
-    if a >= size {
-        return RangeAnswer::Unsatisfiable;
-    }
-    RangeAnswer::Part(a, b.min(size - 1))
-}
-
-/// The file under `root` that a URL path names; None for `..` and the like.
-fn local_path(root: &Path, path: &str) -> Option<PathBuf> {
-    let decoded = percent_decode(path)?;
-    let rel = Path::new(decoded.trim_start_matches('/'));
-    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return None;
-    }
-    Some(root.join(rel))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// IMF-fixdate (RFC 9110), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
