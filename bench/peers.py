@@ -257,22 +257,29 @@ def run_scenario(a, sn, s, helper):
             v = verify(s, out, full=(i == 0 or s.get("full_check", False)))
             r = res[tool]
             if rc != 0 or v != "ok": r["check"] = f"rc={rc} {v} {err.strip()[:120]}"
-            r["walls"].append(w); r["cpus"].append(c); r["rss"].append(m)
+            r["walls"].append(w)
+            if rc != -1:  # a run that timed out has a wall time (the timeout) but no CPU or RSS
+                r["cpus"].append(c); r["rss"].append(m)
             shutil.rmtree(out, ignore_errors=True)
-    med = lambda t, k: statistics.median(res[t][k])
+    med = lambda t, k: statistics.median(res[t][k]) if res[t][k] else float("nan")
     base = med("volley", "walls") if "volley" in res else None
     for tool in tools:
         r = res[tool]
         w = med(tool, "walls")
         ratio = f"{base / w:5.2f}x" if base else ""
-        print(f"{sn:10} {tool:7} {w:8.2f} {med(tool, 'cpus'):7.2f} {max(r['rss']):8.1f} {total/w/1e6:8.1f} {ratio:>7}  {r['check']}", flush=True)
+        rss = f"{max(r['rss']):8.1f}" if r["rss"] else f"{'-':>8}"
+        cpu = f"{med(tool, 'cpus'):7.2f}" if r["cpus"] else f"{'-':>7}"
+        mbs = f"{total/w/1e6:8.1f}" if r["rss"] else f"{'-':>8}"
+        print(f"{sn:10} {tool:7} {w:8.2f} {cpu} {rss} {mbs} {ratio:>7}  {r['check']}", flush=True)
     peers = [t for t in tools if t not in ("volley", "base")]
-    if "volley" in res and peers:
+    # CPU and RSS are compared among the peers that finished a run in time.
+    measured = [t for t in peers if res[t]["rss"]]
+    if "volley" in res and res["volley"]["rss"] and measured:
         best = min(peers, key=lambda t: med(t, "walls"))
         v = res["volley"]
         print(f"{sn:10} volley / best peer ({best}): wall {med('volley', 'walls') / med(best, 'walls'):.2f}x, "
-              f"cpu {med('volley', 'cpus') / max(min(med(t, 'cpus') for t in peers), 1e-9):.2f}x of the least, "
-              f"rss {max(v['rss']) / min(max(res[t]['rss']) for t in peers):.2f}x of the least", flush=True)
+              f"cpu {med('volley', 'cpus') / max(min(med(t, 'cpus') for t in measured), 1e-9):.2f}x of the least, "
+              f"rss {max(v['rss']) / min(max(res[t]['rss']) for t in measured):.2f}x of the least", flush=True)
         if s.get("paced"):
             print(f"{sn:10} pacing floor, one request per connection: {pacing_floor(total, s['conns']):.2f} s; "
                   f"0.9x of {best}: {0.9 * med(best, 'walls'):.2f} s", flush=True)
@@ -285,7 +292,7 @@ def run_scenario(a, sn, s, helper):
         r = s["relay"]
         floor = total / (s["conns"] * r["rate"])
         setup = (3 if s["urls"][0].startswith("https:") else 2) * r["rtt_ms"] / 1000
-        ratios = ", ".join(f"{t} {med(t, 'walls') / floor:.2f}x" for t in tools)
+        ratios = ", ".join(f"{t} {'>' if not res[t]['rss'] else ''}{med(t, 'walls') / floor:.2f}x" for t in tools)
         print(f"{sn:10} floor {total / MiB:.0f} MiB / ({s['conns']} x {r['rate'] / MiB:.0f} MiB/s) = {floor:.2f} s"
               + (f" (+ setup, at least {setup:.2f} s: handshakes and the first request)" if setup else "")
               + f"; wall / floor: {ratios}", flush=True)
