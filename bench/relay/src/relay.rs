@@ -245,7 +245,7 @@ fn direction(
 ) -> (Task, Task) {
     if shape.splice {
         let w = tokio::spawn(async move {
-            let r = splice_pipe(&src, &dst).await;
+            let r = splice_pipe(src, &dst).await;
             let _ = done.send(r.is_ok());
         });
         return (tokio::spawn(async {}), w);
@@ -441,68 +441,122 @@ async fn writer(
     }
 }
 
-/// The unshaped relay: socket -> pipe -> socket with splice(2), no copy into
-/// user space. The pipe is filled only when empty, so EAGAIN from the first
-/// splice is the socket's (nothing to read) and from the second the other
-/// socket's (no room to write).
-async fn splice_pipe(src: &TcpStream, dst: &TcpStream) -> io::Result<()> {
-    use tokio::io::Interest;
-    let mut fds = [0; 2];
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    struct Pipe([i32; 2]);
-    impl Drop for Pipe {
-        fn drop(&mut self) {
-            unsafe {
-                libc::close(self.0[0]);
-                libc::close(self.0[1]);
-            }
+/// A pipe of 1 MiB (or the system's default size), both ends non-blocking.
+struct Pipe {
+    fds: [i32; 2],
+    size: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0; 2];
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
         }
-    }
-    let pipe = Pipe(fds);
-    let size = match unsafe { libc::fcntl(pipe.0[1], libc::F_SETPIPE_SZ, 1 << 20) } {
-        n if n > 0 => n as usize,
-        _ => 64 << 10,
-    };
-    let splice = |from: i32, to: i32, len: usize| {
-        let n = unsafe {
-            libc::splice(
-                from,
-                std::ptr::null_mut(),
-                to,
-                std::ptr::null_mut(),
-                len,
-                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-            )
+        let size = match unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 1 << 20) } {
+            n if n > 0 => n as usize,
+            _ => 64 << 10,
         };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
+        Ok(Pipe { fds, size })
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        unsafe {
+            libc::close(self.fds[0]);
+            libc::close(self.fds[1]);
         }
+    }
+}
+
+fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
     };
-    let (sfd, dfd) = (src.as_raw_fd(), dst.as_raw_fd());
-    loop {
-        let n = loop {
-            src.readable().await?;
-            match src.try_io(Interest::READABLE, || splice(sfd, pipe.0[1], size)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => break r?,
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// The unshaped relay: socket -> pipe -> socket with splice(2), no copy into
+/// user space. Two pipes per direction: one is filled from `src` while the
+/// other drains into `dst`. A pipe is filled only when empty, so EAGAIN while
+/// filling is the socket's (nothing to read) and while draining the other
+/// socket's (no room to write).
+async fn splice_pipe(src: Arc<TcpStream>, dst: &TcpStream) -> io::Result<()> {
+    use tokio::io::Interest;
+    // Empty pipes go to the filler, filled ones (with their byte count; 0 at
+    // EOF, an error at a reset) to the drainer, here.
+    let (empty_tx, mut empty_rx) = mpsc::unbounded_channel::<Pipe>();
+    let (full_tx, mut full_rx) = mpsc::unbounded_channel::<io::Result<(Pipe, usize)>>();
+    for _ in 0..2 {
+        let _ = empty_tx.send(Pipe::new()?);
+    }
+    // Aborted when this future ends or is dropped (the connection is reset).
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _filler = AbortOnDrop(tokio::spawn(async move {
+        let sfd = src.as_raw_fd();
+        while let Some(pipe) = empty_rx.recv().await {
+            let got = loop {
+                if let Err(e) = src.readable().await {
+                    break Err(e);
+                }
+                match src.try_io(Interest::READABLE, || splice(sfd, pipe.fds[1], pipe.size)) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => break r,
+                }
+            };
+            let end = !matches!(got, Ok(n) if n > 0);
+            if full_tx.send(got.map(|n| (pipe, n))).is_err() || end {
+                return;
             }
+        }
+    }));
+    let dfd = dst.as_raw_fd();
+    let result = loop {
+        let (pipe, n) = match full_rx.recv().await {
+            Some(Ok(x)) => x,
+            Some(Err(e)) => break Err(e),
+            None => break Err(io::ErrorKind::BrokenPipe.into()),
         };
         if n == 0 {
             unsafe { libc::shutdown(dfd, libc::SHUT_WR) };
-            return Ok(());
+            break Ok(());
         }
         let mut left = n;
-        while left > 0 {
-            dst.writable().await?;
-            match dst.try_io(Interest::WRITABLE, || splice(pipe.0[0], dfd, left)) {
-                Ok(m) => left -= m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+        let drained = loop {
+            if left == 0 {
+                break Ok(());
             }
+            if let Err(e) = dst.writable().await {
+                break Err(e);
+            }
+            match dst.try_io(Interest::WRITABLE, || splice(pipe.fds[0], dfd, left)) {
+                Ok(m) => left -= m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = drained {
+            break Err(e);
         }
-    }
+        let _ = empty_tx.send(pipe);
+    };
+    result
 }
