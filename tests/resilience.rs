@@ -189,6 +189,144 @@ fn stall_is_cut_by_idle_timeout_and_resumed() {
 }
 
 // ---------------------------------------------------------------------------
+// 2b. A stall while the host's other downloads flow is the connection's
+//     problem: resumed at once (--stall-timeout), outside the retry budget
+// ---------------------------------------------------------------------------
+
+/// A route that keeps sending for a few seconds (16 KiB every 40 ms):
+/// another download from the same host that receives data all along.
+fn flowing(server: &TestServer, path: &str) -> Vec<u8> {
+    let body = content(41, MIB);
+    server.route(
+        path,
+        Route::new(body.clone()).throttle(16 * KIB, Duration::from_millis(40)),
+    );
+    body
+}
+
+/// Run `-j 2` on `/stall.bin` and `/flow.bin` with `extra` flags, in JSON.
+fn run_beside_a_flow(server: &TestServer, extra: &[&str]) -> (Run, PathBuf, Volley) {
+    let mut v = volley();
+    let dir = out_dir(&v.sandbox);
+    let mut args = vec![
+        "--json".to_string(),
+        "-j".into(),
+        "2".into(),
+        "--retry-wait".into(),
+        "0.01".into(),
+        "-d".into(),
+        path_arg(&dir),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.push(server.url("/stall.bin"));
+    args.push(server.url("/flow.bin"));
+    let r = run(v.args(&args));
+    // The sandbox (and so `dir`) must outlive the checks: it goes with them.
+    (r, dir, v)
+}
+
+#[test]
+fn stall_while_the_host_flows_is_resumed_at_once_without_spending_a_retry() {
+    let server = TestServer::start();
+    let body = content(40, MIB);
+    // The first answer stalls after 256 KiB for far longer than the run may
+    // take; the idle timeout is longer still.
+    server.route(
+        "/stall.bin",
+        Route::new(body.clone())
+            .etag("\"s2\"")
+            .fault(Fault::StallAfter(256 * KIB, Duration::from_secs(300))),
+    );
+    let flow = flowing(&server, "/flow.bin");
+    // --retries 0: a counted retry would fail the download.
+    let (r, dir, _v) = run_beside_a_flow(
+        &server,
+        &[
+            "--stall-timeout",
+            "0.5",
+            "--timeout",
+            "300",
+            "--retries",
+            "0",
+        ],
+    );
+    r.expect_code(0);
+    assert_file_eq(dir.join("stall.bin"), &body);
+    assert_file_eq(dir.join("flow.bin"), &flow);
+    assert_no_leftovers(&dir.join("stall.bin"));
+    let reqs = gets(&server, "/stall.bin");
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    let n = range_start(&reqs[1]);
+    assert!(
+        n.is_some_and(|n| n > 0 && n <= (256 * KIB) as u64),
+        "the second try did not resume after the stall: {:#?}",
+        reqs[1]
+    );
+    assert_eq!(
+        gets(&server, "/flow.bin").len(),
+        1,
+        "the flowing download was disturbed"
+    );
+    let evs = parse_json_lines(&r.stdout);
+    let retries = events(&evs, "retry");
+    assert_eq!(retries.len(), 1, "{retries:#?}");
+    let reason = retries[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("--stall-timeout") && reason.contains("127.0.0.1"),
+        "{reason}"
+    );
+    assert_eq!(
+        retries[0]["delay_secs"].as_f64(),
+        Some(0.0),
+        "{:#?}",
+        retries[0]
+    );
+}
+
+#[test]
+fn stall_is_waited_out_when_alone_unresumable_or_the_stall_timeout_is_off() {
+    // Alone on its host: nothing says the connection is to blame.
+    let server = TestServer::start();
+    let body = content(42, MIB);
+    server.route(
+        "/stall.bin",
+        Route::new(body.clone()).fault(Fault::StallAfter(256 * KIB, Duration::from_millis(1500))),
+    );
+    let mut v = volley();
+    let dir = out_dir(&v.sandbox);
+    run(v.args([
+        "--stall-timeout",
+        "0.2",
+        "-d",
+        &path_arg(&dir),
+        &server.url("/stall.bin"),
+    ]))
+    .expect_code(0);
+    assert_file_eq(dir.join("stall.bin"), &body);
+    assert_eq!(gets(&server, "/stall.bin").len(), 1, "a lone stall was cut");
+
+    // Beside a flowing download, but the server does not do ranges (the
+    // body would start over), or --stall-timeout 0 turns the rule off.
+    for (ranges, flag) in [(false, "0.2"), (true, "0")] {
+        let server = TestServer::start();
+        let route = Route::new(body.clone())
+            .fault(Fault::StallAfter(256 * KIB, Duration::from_millis(1500)));
+        server.route("/stall.bin", if ranges { route } else { route.no_ranges() });
+        let flow = flowing(&server, "/flow.bin");
+        let (r, dir, _v) = run_beside_a_flow(&server, &["--stall-timeout", flag]);
+        r.expect_code(0);
+        assert_file_eq(dir.join("stall.bin"), &body);
+        assert_file_eq(dir.join("flow.bin"), &flow);
+        assert_eq!(
+            gets(&server, "/stall.bin").len(),
+            1,
+            "cut with ranges={ranges}, --stall-timeout {flag}"
+        );
+        assert!(events(&parse_json_lines(&r.stdout), "retry").is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------
 // 3. Retry-After is honoured
 // ---------------------------------------------------------------------------
 

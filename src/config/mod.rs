@@ -32,6 +32,8 @@ pub const DEFAULT_MAX_RETRY_WAIT: f64 = 60.0;
 pub const DEFAULT_CONNECT_TIMEOUT: f64 = 10.0;
 /// Idle seconds without a byte before a try is abandoned.
 pub const DEFAULT_TIMEOUT: f64 = 30.0;
+/// Seconds a download may go without a byte while others from its host receive data.
+pub const DEFAULT_STALL_TIMEOUT: f64 = 3.0;
 /// Redirects followed per download.
 pub const DEFAULT_MAX_REDIRECTS: usize = 10;
 /// Connections one download may use unless `--connections` says otherwise.
@@ -118,6 +120,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Idle timeout.
     pub timeout: Duration,
+    /// Stall timeout (`None`: off).
+    pub stall_timeout: Option<Duration>,
     /// Extra headers for every request (config file first, then flags).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// User-Agent.
@@ -292,6 +296,12 @@ impl Settings {
                 cli.timeout.or(file.timeout),
                 DEFAULT_TIMEOUT,
             )?,
+            stall_timeout: Some(seconds(
+                &from(cli.stall_timeout.is_some(), "--stall-timeout"),
+                cli.stall_timeout.or(file.stall_timeout),
+                DEFAULT_STALL_TIMEOUT,
+            )?)
+            .filter(|d| !d.is_zero()),
             headers,
             user_agent: cli
                 .user_agent

@@ -13,7 +13,8 @@ use reqwest::Response;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::ratelimit::{paced, Limits};
+use super::ratelimit::{pause, Limits};
+use super::stall::Flow;
 use super::DownloadError;
 
 /// What reading a body brought.
@@ -34,6 +35,13 @@ pub struct Body {
     resume_at: Option<Instant>,
     /// The idle timeout, for messages.
     idle: Duration,
+    /// When data arrives, and whether this body stalled (see [`super::stall`]).
+    flow: Option<Flow>,
+    /// Since when the body has been waited for without a byte (kept across
+    /// reads that a tick or a pause cut short).
+    silent_since: Option<std::time::Instant>,
+    /// Whether any byte of the body arrived.
+    progressed: bool,
 }
 
 impl Body {
@@ -43,7 +51,17 @@ impl Body {
             stream: response.bytes_stream().boxed(),
             resume_at: None,
             idle,
+            flow: None,
+            silent_since: None,
+            progressed: false,
         }
+    }
+
+    /// Record this body's data in `flow` (and drop it when it stalls, if the
+    /// flow watches it).
+    pub fn with_flow(mut self, flow: Flow) -> Self {
+        self.flow = Some(flow);
+        self
     }
 
     /// The next chunk, read once the rate limits allow it. `stop` ends the
@@ -59,11 +77,49 @@ impl Body {
             biased;
             _ = stop.cancelled() => Err(DownloadError::Interrupted),
             _ = tick => Ok(Next::Tick),
-            next = paced(&mut self.stream, self.resume_at) => match next {
-                Some(Ok(chunk)) => Ok(Next::Chunk(chunk)),
-                Some(Err(e)) => Err(DownloadError::from_reqwest(e, self.idle)),
-                None => Ok(Next::End),
-            },
+            next = self.read() => next,
+        }
+    }
+
+    /// The next chunk once the rate limits allow it; with a watched flow, a
+    /// stall ends the read.
+    async fn read(&mut self) -> Result<Next, DownloadError> {
+        pause(self.resume_at).await;
+        let next = match &self.flow {
+            None => self.stream.next().await,
+            Some(flow) => {
+                let since = *self
+                    .silent_since
+                    .get_or_insert_with(std::time::Instant::now);
+                let mut deadline = flow.deadline(since);
+                loop {
+                    let Some(at) = deadline else {
+                        break self.stream.next().await;
+                    };
+                    match tokio::time::timeout_at(at, self.stream.next()).await {
+                        Ok(next) => break next,
+                        Err(_) if flow.stalled(since) => {
+                            return Err(DownloadError::Stalled {
+                                reason: flow.reason(),
+                                progressed: self.progressed,
+                            })
+                        }
+                        Err(_) => deadline = Some(flow.recheck()),
+                    }
+                }
+            }
+        };
+        self.silent_since = None;
+        match next {
+            Some(Ok(chunk)) => {
+                self.progressed = true;
+                if let Some(flow) = &self.flow {
+                    flow.received();
+                }
+                Ok(Next::Chunk(chunk))
+            }
+            Some(Err(e)) => Err(DownloadError::from_reqwest(e, self.idle)),
+            None => Ok(Next::End),
         }
     }
 

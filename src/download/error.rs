@@ -26,6 +26,16 @@ pub enum DownloadError {
     /// Connect errors, resets, idle timeouts: worth another try.
     #[error("{0}")]
     Network(String),
+    /// The body stalled while other transfers from its host received data
+    /// (`--stall-timeout`): the try is dropped, the download resumed.
+    #[error("{reason}")]
+    Stalled {
+        /// What happened, for the message.
+        reason: String,
+        /// Whether this try received part of the body: then the next try
+        /// starts at once and is not counted against `--retries`.
+        progressed: bool,
+    },
     /// The server's TLS certificate was refused: another try would not help.
     #[error("TLS: {0}")]
     Tls(String),
@@ -104,6 +114,7 @@ impl DownloadError {
         match self {
             DownloadError::Http { status, .. } => http::is_transient_status(*status),
             DownloadError::Network(_)
+            | DownloadError::Stalled { .. }
             | DownloadError::ShortBody { .. }
             | DownloadError::Restart(_)
             | DownloadError::MirrorDropped(_)
@@ -119,6 +130,7 @@ impl DownloadError {
             self,
             DownloadError::Http { .. }
                 | DownloadError::Network(_)
+                | DownloadError::Stalled { .. }
                 | DownloadError::Tls(_)
                 | DownloadError::ProxyAuth(_)
                 | DownloadError::Redirect(_)
@@ -151,7 +163,9 @@ impl DownloadError {
     /// requests.
     pub fn is_fault(&self) -> bool {
         match self {
-            DownloadError::Network(_) | DownloadError::ShortBody { .. } => true,
+            DownloadError::Network(_)
+            | DownloadError::Stalled { .. }
+            | DownloadError::ShortBody { .. } => true,
             DownloadError::Http { status, .. } => {
                 !self.is_busy() && http::is_transient_status(*status)
             }

@@ -16,6 +16,7 @@ pub mod request;
 pub mod retry;
 pub mod segmented;
 pub mod single;
+pub mod stall;
 pub mod state;
 pub mod tls;
 pub mod tries;
@@ -129,6 +130,8 @@ pub struct Downloader {
     pub on_exists: OnExists,
     /// The idle timeout, for messages.
     pub idle_timeout: Duration,
+    /// When each host's transfers last received data, for `--stall-timeout`.
+    pub stalls: stall::Stalls,
     /// Names taken in this run.
     pub names: Names,
     /// What the output directories held at the start.

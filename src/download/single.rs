@@ -200,7 +200,8 @@ impl Downloader {
             source,
         };
         let _active = tries.progress.connection();
-        let mut body = Body::new(response, self.idle_timeout);
+        let flow = self.stalls.flow(&response, true);
+        let mut body = Body::new(response, self.idle_timeout).with_flow(flow);
         // Flush and record progress every CHECKPOINT_INTERVAL, also while the
         // server stalls, so a kill loses at most that much of what arrived.
         let checkpoint = tokio::time::sleep(CHECKPOINT_INTERVAL);
@@ -418,7 +419,8 @@ impl Downloader {
                 checksum::Verifier::new(self.expected(job, &stdout_path, Some(response.headers())));
         }
         let mut position = offset;
-        let mut body = Body::new(response, self.idle_timeout);
+        let flow = self.stalls.flow(&response, true);
+        let mut body = Body::new(response, self.idle_timeout).with_flow(flow);
         loop {
             let chunk = match body.next(&self.cancel, std::future::pending()).await? {
                 Next::Chunk(chunk) => chunk,

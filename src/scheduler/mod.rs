@@ -81,6 +81,7 @@ pub async fn run(
             clients,
             on_exists: settings.on_exists,
             idle_timeout: settings.timeout,
+            stalls: crate::download::stall::Stalls::new(settings.stall_timeout),
             names,
             listing,
             events: events.clone(),

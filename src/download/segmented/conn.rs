@@ -202,7 +202,10 @@ impl<'a, S: Slots> Split<'a, S> {
         response_end: u64,
         writer: &mut SegmentWriter,
     ) -> Result<(), DownloadError> {
-        let mut body = Body::new(response, self.dl.idle_timeout);
+        // Its own stalls are the split's business (a connection takes over
+        // another's range); its data says the host is alive.
+        let flow = self.dl.stalls.flow(&response, false);
+        let mut body = Body::new(response, self.dl.idle_timeout).with_flow(flow);
         let mut flush = self.flush.subscribe();
         let io_err = |source| DownloadError::Io {
             path: self.part.clone(),

@@ -1,0 +1,138 @@
+//! Stalled connections: a body that has sent nothing for `--stall-timeout`
+//! while other transfers from the same host keep receiving data is that
+//! connection's problem (a lost path, a stuck server worker), not the host's.
+//! The try is dropped and the download resumed by range on another request,
+//! instead of waiting out the idle timeout.
+//!
+//! Only bodies that can be resumed are dropped (a 206, or `Accept-Ranges:
+//! bytes` with a known length): anything else would start over. A transfer
+//! that is alone on its host, or whose whole host went quiet, is left to the
+//! idle timeout (`--timeout`): then nothing says the connection is to blame.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::ACCEPT_RANGES;
+use reqwest::{Response, StatusCode};
+
+/// How often a silent body looks again at its host once it has been silent
+/// for the stall time but the host was quiet too.
+const RECHECK: Duration = Duration::from_millis(250);
+
+/// The run's record, per host, of when a body last received data.
+#[derive(Debug)]
+pub struct Stalls {
+    /// `--stall-timeout`; `None` when off.
+    after: Option<Duration>,
+    /// What the recorded times count from.
+    epoch: Instant,
+    hosts: Mutex<HashMap<String, Arc<AtomicU64>>>,
+}
+
+impl Stalls {
+    /// A record for a run whose stall time is `after` (`None`: never drop).
+    pub fn new(after: Option<Duration>) -> Self {
+        Stalls {
+            after,
+            epoch: Instant::now(),
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The flow of `response`'s body: it records when data arrives, and
+    /// (when `check` and the body can be resumed) watches for a stall.
+    pub fn flow(&self, response: &Response, check: bool) -> Flow {
+        let url = response.url();
+        let key = format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        );
+        let last = self
+            .hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let after = self.after.filter(|_| check && resumable(response));
+        Flow {
+            last,
+            epoch: self.epoch,
+            after,
+            host: url.host_str().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// Whether a body cut short can be resumed where it stopped.
+fn resumable(response: &Response) -> bool {
+    response.status() == StatusCode::PARTIAL_CONTENT
+        || (response.status() == StatusCode::OK
+            && response.content_length().is_some()
+            && response
+                .headers()
+                .get(ACCEPT_RANGES)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|u| u.trim() == "bytes")))
+}
+
+/// One body's side of [`Stalls`].
+#[derive(Debug)]
+pub struct Flow {
+    /// When any body from this host last received data (ns since `epoch`).
+    last: Arc<AtomicU64>,
+    epoch: Instant,
+    /// The stall time, when this body is watched.
+    after: Option<Duration>,
+    /// The host, for the message.
+    host: String,
+}
+
+impl Flow {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Data arrived.
+    pub fn received(&self) {
+        self.last.fetch_max(self.now(), Ordering::Relaxed);
+    }
+
+    /// When to look next at a body silent since `since`, if it is watched.
+    pub fn deadline(&self, since: Instant) -> Option<tokio::time::Instant> {
+        self.after.map(|after| (since + after).into())
+    }
+
+    /// Whether a body silent since `since` is stalled: silent for the stall
+    /// time while another body from its host received data within it.
+    pub fn stalled(&self, since: Instant) -> bool {
+        let Some(after) = self.after else {
+            return false;
+        };
+        let now = Instant::now();
+        if now.duration_since(since) < after {
+            return false;
+        }
+        let others = Duration::from_nanos(self.last.load(Ordering::Relaxed));
+        let window_start = now.duration_since(self.epoch).saturating_sub(after);
+        others > window_start
+    }
+
+    /// When to look again at a silent body that is not stalled (yet).
+    pub fn recheck(&self) -> tokio::time::Instant {
+        (Instant::now() + RECHECK).into()
+    }
+
+    /// Why the try was dropped.
+    pub fn reason(&self) -> String {
+        format!(
+            "no data for {} s while other downloads from {} received some (stall timeout, --stall-timeout); resuming on another request",
+            self.after.unwrap_or_default().as_secs_f64(),
+            self.host
+        )
+    }
+}
