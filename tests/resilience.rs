@@ -272,7 +272,9 @@ fn stall_while_the_host_flows_is_resumed_at_once_without_spending_a_retry() {
     assert_eq!(retries.len(), 1, "{retries:#?}");
     let reason = retries[0]["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("--stall-timeout") && reason.contains("127.0.0.1"),
+        reason.contains("--stall-timeout")
+            && reason.contains("127.0.0.1")
+            && reason.contains("not counted"),
         "{reason}"
     );
     assert_eq!(

@@ -100,7 +100,7 @@ impl Body {
                         Ok(next) => break next,
                         Err(_) if flow.stalled(since) => {
                             return Err(DownloadError::Stalled {
-                                reason: flow.reason(),
+                                reason: flow.reason(self.progressed),
                                 progressed: self.progressed,
                             })
                         }

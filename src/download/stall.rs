@@ -127,12 +127,64 @@ impl Flow {
         (Instant::now() + RECHECK).into()
     }
 
-    /// Why the try was dropped.
-    pub fn reason(&self) -> String {
+    /// Why the try was dropped (`progressed`: part of the body had come, so
+    /// the next try is not counted).
+    pub fn reason(&self, progressed: bool) -> String {
         format!(
-            "no data for {} s while other downloads from {} received some (stall timeout, --stall-timeout); resuming on another request",
+            "no data for {} s while other downloads from {} received some (--stall-timeout); {}",
             self.after.unwrap_or_default().as_secs_f64(),
-            self.host
+            self.host,
+            if progressed {
+                "resuming at once, not counted against --retries"
+            } else {
+                "trying again"
+            }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(after: Option<Duration>, epoch: Instant) -> Flow {
+        Flow {
+            last: Arc::new(AtomicU64::new(0)),
+            epoch,
+            after,
+            host: "h".into(),
+        }
+    }
+
+    #[test]
+    fn stalled_only_when_silent_long_enough_and_the_host_flowed_within_it() {
+        let after = Duration::from_millis(200);
+        let epoch = Instant::now() - Duration::from_secs(10);
+        let f = flow(Some(after), epoch);
+        let since = Instant::now() - Duration::from_millis(300);
+        // Nobody received anything: the host is quiet, not this connection.
+        assert!(!f.stalled(since));
+        // Another body received data 100 ms ago, within the stall time.
+        let at = epoch.elapsed() - Duration::from_millis(100);
+        f.last.store(at.as_nanos() as u64, Ordering::Relaxed);
+        assert!(f.stalled(since));
+        // ... but this body has been silent for less than the stall time.
+        assert!(!f.stalled(Instant::now() - Duration::from_millis(50)));
+        // Data long before the stall time (the body's own last chunk) says nothing.
+        let old = epoch.elapsed() - Duration::from_millis(400);
+        f.last.store(old.as_nanos() as u64, Ordering::Relaxed);
+        assert!(!f.stalled(since));
+        // Off: never.
+        let off = flow(None, epoch);
+        off.last.store(at.as_nanos() as u64, Ordering::Relaxed);
+        assert!(!off.stalled(since));
+    }
+
+    #[test]
+    fn received_only_moves_the_time_forward() {
+        let f = flow(Some(Duration::from_secs(1)), Instant::now());
+        f.last.store(u64::MAX - 1, Ordering::Relaxed);
+        f.received();
+        assert_eq!(f.last.load(Ordering::Relaxed), u64::MAX - 1);
     }
 }
