@@ -78,6 +78,8 @@ pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
     } else {
         None
     };
+    // A failure on the way through a proxy is told as the proxy's.
+    download::error::use_proxies(&settings.proxies);
     let clients = download::http::build_clients(&settings, jar.clone())?;
     // One thread for the network: downloads wait on sockets, not on the CPU,
     // and a second worker would cost a wakeup per task handoff. Files are

@@ -16,6 +16,16 @@ use crate::options::{
 
 pub mod proxy;
 pub mod shard;
+
+/// A process environment of `vars` only, for tests of what reads it.
+#[cfg(test)]
+pub(crate) fn test_env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
 use shard::ShardError;
 
 /// Downloads at once unless `--jobs` says otherwise.

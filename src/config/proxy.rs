@@ -176,14 +176,7 @@ pub fn process_env(var: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
+    use crate::config::test_env as env;
 
     fn url_of(p: &Option<ProxyUrl>) -> Option<String> {
         p.as_ref().map(|p| p.url.to_string())

@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use super::http;
+use super::tls::chain_text;
 use crate::checksum;
 use crate::display::human_bytes;
 
@@ -392,18 +393,6 @@ fn deepest_error<'a>(
         last = s;
     }
     last
-}
-
-/// Every cause's text, for recognising a kind of failure.
-fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        next = s.source();
-    }
-    text
 }
 
 fn host_with_port(host: &str, port: Option<u16>) -> String {

@@ -9,39 +9,7 @@ use reqwest::{redirect, Client, Response, StatusCode, Url};
 
 use crate::config::Settings;
 
-/// Why the client could not be built: always a usage error (exit 2).
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// `--ca-cert` could not be read or parsed.
-    #[error("--ca-cert {path}: {reason}")]
-    CaCert {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// `--cert` or `--key` could not be read or used.
-    #[error("{flag} {path}: {reason}")]
-    Tls {
-        /// The flag.
-        flag: &'static str,
-        /// The file.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A proxy was refused.
-    #[error("{url}: {reason}")]
-    Proxy {
-        /// The proxy URL.
-        url: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Anything else the TLS or HTTP stack refused.
-    #[error("cannot set up the HTTP client: {0}")]
-    Build(String),
-}
+pub use super::setup::ClientError;
 
 /// The whole file's size an answer states: the total of its `Content-Range`,
 /// else its `Content-Length` (read from the header, so `HEAD` answers count).
@@ -187,7 +155,6 @@ fn build_one(
     }
     // The environment was read into the settings: reqwest reads none.
     builder = builder.no_proxy().dns_resolver(Arc::new(SystemResolver));
-    super::error::use_proxies(&s.proxies);
     let no_proxy = s
         .proxies
         .no_proxy

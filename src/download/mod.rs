@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod request;
 pub mod retry;
 pub mod segmented;
+pub mod setup;
 pub mod single;
 pub mod stall;
 pub mod state;

@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, RootCertStore};
 
-use super::http::ClientError;
+use super::setup::ClientError;
 
 /// What the TLS settings of a run are.
 #[derive(Debug, Clone, Default)]
@@ -52,8 +52,8 @@ pub fn client_config(
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientError::Build(e.to_string()))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if options.insecure {
-        Arc::new(AnyCertificate(provider.clone()))
+    let check = if options.insecure {
+        Check::Any
     } else {
         let pinned = match &options.ca_cert {
             Some(path) => read_certs(path, "--ca-cert")?,
@@ -71,12 +71,15 @@ pub fn client_config(
             path: shown(options.ca_cert.as_deref()),
             reason: format!("cannot use the certificates: {e}"),
         })?;
-        Arc::new(Verifier {
+        Check::System {
             system: Arc::new(system),
             pinned,
-            provider: provider.clone(),
-        })
+        }
     };
+    let verifier = Arc::new(Verifier {
+        check,
+        provider: provider.clone(),
+    });
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
@@ -135,14 +138,27 @@ fn read_certs(
     Ok(certs)
 }
 
-/// The system's verification, plus: a server certificate that is itself one
-/// of the `--ca-cert` certificates is trusted as itself (a self-signed
-/// certificate, even one marked as a CA), once its host name and dates check.
+/// How the server's certificate is checked; the handshake's signatures are
+/// always checked against the certificate's key.
 #[derive(Debug)]
 struct Verifier {
-    system: Arc<rustls_platform_verifier::Verifier>,
-    pinned: Vec<CertificateDer<'static>>,
+    check: Check,
     provider: Arc<CryptoProvider>,
+}
+
+/// Which server certificates are accepted.
+#[derive(Debug)]
+enum Check {
+    /// `--insecure`: any.
+    Any,
+    /// The system's verification, plus: a server certificate that is itself
+    /// one of the `--ca-cert` certificates (`pinned`) is trusted as itself (a
+    /// self-signed certificate, even one marked as a CA), once its host name
+    /// and dates check.
+    System {
+        system: Arc<rustls_platform_verifier::Verifier>,
+        pinned: Vec<CertificateDer<'static>>,
+    },
 }
 
 impl ServerCertVerifier for Verifier {
@@ -154,19 +170,15 @@ impl ServerCertVerifier for Verifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
+        let Check::System { system, pinned } = &self.check else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let refused =
-            match self
-                .system
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-            {
+            match system.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
                 Ok(ok) => return Ok(ok),
                 Err(e) => e,
             };
-        if !self
-            .pinned
-            .iter()
-            .any(|c| c.as_ref() == end_entity.as_ref())
-        {
+        if !pinned.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
             return Err(refused);
         }
         let parsed = ParsedCertificate::try_from(end_entity)?;
@@ -251,54 +263,16 @@ impl ResolvesClientCert for NoClientCert {
     }
 }
 
-/// `--insecure`: any certificate is accepted (the handshake's signatures are
-/// still checked against the certificate's key).
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        Ok(ServerCertVerified::assertion())
+/// Every cause's text, one after the other, for recognising a kind of failure.
+pub(super) fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        next = s.source();
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    text
 }
 
 /// A TLS failure in plain words with what to do, when `e` (or one of its
@@ -371,18 +345,6 @@ fn plain_name(name: &str) -> &str {
         (Some(a), Some(b)) if b > a => &name[a + 1..b],
         _ => name,
     }
-}
-
-/// Every cause's text, one after the other.
-fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        next = s.source();
-    }
-    text
 }
 
 /// The rustls error in an error's chain of causes.
