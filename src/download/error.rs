@@ -220,7 +220,8 @@ impl DownloadError {
                     .unwrap_or_else(|| deepest(&e)),
             );
         }
-        if let Some(text) = super::tls::explain(&e, &host_with_port(&host, port)) {
+        let before_answer = !e.is_body() && !e.is_decode();
+        if let Some(text) = super::tls::explain(&e, &host_with_port(&host, port), before_answer) {
             return DownloadError::Tls(text);
         }
         if e.is_connect() && e.is_timeout() {

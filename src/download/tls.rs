@@ -276,17 +276,33 @@ pub(super) fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A TLS failure in plain words with what to do, when `e` (or one of its
-/// causes) is one; `host` is the server asked.
-pub fn explain(e: &(dyn std::error::Error + 'static), host: &str) -> Option<String> {
+/// causes) is one; `host` is the server asked; `before_answer`: the failure
+/// came before any answer (not in a body).
+pub fn explain(
+    e: &(dyn std::error::Error + 'static),
+    host: &str,
+    before_answer: bool,
+) -> Option<String> {
     let want_cert = format!("{host} wants a client certificate; give --cert FILE (and --key FILE)");
     let Some(tls) = find_tls_error(e) else {
         // Over HTTP/2 the server's alert may reach volley only as text, or
-        // only as a connection closed right after the handshake.
+        // only as a connection closed right after the handshake: read as
+        // closed, or as a broken pipe or a reset when volley was still
+        // sending its request.
         let text = chain_text(e);
         let refused = ["CertificateRequired", "BadCertificate", "UnknownCA"]
             .iter()
             .any(|alert| text.contains(&format!("fatal alert: {alert}")));
-        let closed = text.contains("connection closed") || text.contains("unexpected EOF");
+        let lower = text.to_ascii_lowercase();
+        let closed = before_answer
+            && [
+                "connection closed",
+                "unexpected eof",
+                "broken pipe",
+                "reset by peer",
+            ]
+            .iter()
+            .any(|said| lower.contains(said));
         return (refused || closed && CLIENT_CERT_ASKED.load(Ordering::Relaxed))
             .then_some(want_cert);
     };
