@@ -285,9 +285,10 @@ pub struct Cli {
     /// Stall timeout: seconds silent while the host's others flow (0: off).
     ///
     /// A download whose connection sends nothing that long while other downloads from the same host
-    /// receive data is dropped and resumed by range on another request. Only downloads that can be resumed are dropped; one alone on its host, or a host gone quiet
-    /// as a whole, waits for --timeout. The new try starts at once and, when part of the body
-    /// arrived, is not counted against --retries.
+    /// receive data is dropped and resumed by range on another request. Only downloads that can be
+    /// resumed are dropped; one alone on its host, or a host gone quiet as a whole, waits for
+    /// --timeout. The new try starts at once and, when the dropped one took the file further than
+    /// any before it, is not counted against --retries.
     ///
     /// [default: 3] [config: stall_timeout]
     #[arg(long, value_name = "S", help_heading = "Resilience")]

@@ -286,6 +286,51 @@ fn stall_while_the_host_flows_is_resumed_at_once_without_spending_a_retry() {
 }
 
 #[test]
+fn stalls_that_take_the_file_no_further_spend_retries() {
+    // The server says it does ranges but starts over on every try, and stalls
+    // at the same place each time: only the first stall is free.
+    let server = TestServer::start();
+    let body = content(43, MIB);
+    server.route(
+        "/stall.bin",
+        Route::new(body)
+            .no_ranges()
+            .header("Accept-Ranges", "bytes")
+            .always(Fault::StallAfter(256 * KIB, Duration::from_secs(300))),
+    );
+    let flow = flowing(&server, "/flow.bin");
+    let (r, dir, _v) = run_beside_a_flow(
+        &server,
+        &[
+            "--stall-timeout",
+            "0.2",
+            "--timeout",
+            "300",
+            "--retries",
+            "2",
+        ],
+    );
+    r.expect_code(1);
+    assert_file_eq(dir.join("flow.bin"), &flow);
+    assert!(!dir.join("stall.bin").exists());
+    // One free try, then the budget of 2 retries after the first counted one.
+    assert_eq!(gets(&server, "/stall.bin").len(), 4);
+    let evs = parse_json_lines(&r.stdout);
+    let reasons: Vec<&str> = events(&evs, "retry")
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:#?}");
+    assert!(reasons[0].contains("not counted"), "{reasons:#?}");
+    assert!(
+        reasons[1..]
+            .iter()
+            .all(|r| r.contains("--stall-timeout") && r.ends_with("trying again")),
+        "{reasons:#?}"
+    );
+}
+
+#[test]
 fn stall_is_waited_out_when_alone_unresumable_or_the_stall_timeout_is_off() {
     // Alone on its host: nothing says the connection is to blame.
     let server = TestServer::start();

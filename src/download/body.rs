@@ -40,8 +40,6 @@ pub struct Body {
     /// Since when the body has been waited for without a byte (kept across
     /// reads that a tick or a pause cut short).
     silent_since: Option<std::time::Instant>,
-    /// Whether any byte of the body arrived.
-    progressed: bool,
 }
 
 impl Body {
@@ -53,7 +51,6 @@ impl Body {
             idle,
             flow: None,
             silent_since: None,
-            progressed: false,
         }
     }
 
@@ -98,12 +95,7 @@ impl Body {
                     };
                     match tokio::time::timeout_at(at, self.stream.next()).await {
                         Ok(next) => break next,
-                        Err(_) if flow.stalled(since) => {
-                            return Err(DownloadError::Stalled {
-                                reason: flow.reason(self.progressed),
-                                progressed: self.progressed,
-                            })
-                        }
+                        Err(_) if flow.stalled(since) => return Err(flow.error()),
                         Err(_) => deadline = Some(flow.recheck()),
                     }
                 }
@@ -112,7 +104,6 @@ impl Body {
         self.silent_since = None;
         match next {
             Some(Ok(chunk)) => {
-                self.progressed = true;
                 if let Some(flow) = &self.flow {
                     flow.received();
                 }

@@ -29,13 +29,21 @@ pub enum DownloadError {
     Network(String),
     /// The body stalled while other transfers from its host received data
     /// (`--stall-timeout`): the try is dropped, the download resumed.
-    #[error("{reason}")]
+    #[error(
+        "no data for {} s while other downloads from {host} received some (--stall-timeout); {}",
+        after.as_secs_f64(),
+        if *further { "resuming at once, not counted against --retries" } else { "trying again" }
+    )]
     Stalled {
-        /// What happened, for the message.
-        reason: String,
-        /// Whether this try received part of the body: then the next try
-        /// starts at once and is not counted against `--retries`.
-        progressed: bool,
+        /// The stall time.
+        after: Duration,
+        /// The host.
+        host: String,
+        /// Whether this try took the file further than any try before it:
+        /// then the next try starts at once and is not counted against
+        /// `--retries` (a server that starts over and stalls at the same
+        /// place every time still runs out of retries).
+        further: bool,
     },
     /// The server's TLS certificate was refused: another try would not help.
     #[error("TLS: {0}")]

@@ -233,7 +233,7 @@ impl Downloader {
                     self.keep_partial(tries, &mut writer, true)
                         .await
                         .map_err(io_err)?;
-                    return Err(e);
+                    return Err(tries.ended_at(e, writer.end()));
                 }
             }
         }
@@ -422,7 +422,8 @@ impl Downloader {
         let flow = self.stalls.flow(&response, true);
         let mut body = Body::new(response, self.idle_timeout).with_flow(flow);
         loop {
-            let chunk = match body.next(&self.cancel, std::future::pending()).await? {
+            let next = body.next(&self.cancel, std::future::pending()).await;
+            let chunk = match next.map_err(|e| tries.ended_at(e, position))? {
                 Next::Chunk(chunk) => chunk,
                 Next::Tick => continue,
                 Next::End => break,

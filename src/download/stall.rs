@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use reqwest::header::ACCEPT_RANGES;
 use reqwest::{Response, StatusCode};
 
+use super::DownloadError;
+
 /// How often a silent body looks again at its host once it has been silent
 /// for the stall time but the host was quiet too.
 const RECHECK: Duration = Duration::from_millis(250);
@@ -127,19 +129,14 @@ impl Flow {
         (Instant::now() + RECHECK).into()
     }
 
-    /// Why the try was dropped (`progressed`: part of the body had come, so
-    /// the next try is not counted).
-    pub fn reason(&self, progressed: bool) -> String {
-        format!(
-            "no data for {} s while other downloads from {} received some (--stall-timeout); {}",
-            self.after.unwrap_or_default().as_secs_f64(),
-            self.host,
-            if progressed {
-                "resuming at once, not counted against --retries"
-            } else {
-                "trying again"
-            }
-        )
+    /// The error that drops the try (see [`DownloadError::Stalled`]; whether
+    /// it took the file further is for the caller to say).
+    pub fn error(&self) -> DownloadError {
+        DownloadError::Stalled {
+            after: self.after.unwrap_or_default(),
+            host: self.host.clone(),
+            further: false,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::ratelimit::Limits;
 use super::state::ResumeState;
+use super::DownloadError;
 use crate::checksum;
 use crate::events::Progress;
 
@@ -24,6 +25,9 @@ pub struct Tries {
     pub started: bool,
     /// Failed tries charged to the retry budget so far.
     pub failed: u32,
+    /// The furthest byte of the file any try reached: a stalled try is free
+    /// only when it got past it.
+    pub furthest: u64,
     /// Checksum mismatches so far (one more try from scratch after the first).
     pub checksum_failures: u32,
     /// The sources of the file and how they fared.
@@ -68,6 +72,27 @@ pub struct Stdout {
 }
 
 impl Tries {
+    /// A try ended at byte `end` of the file with `e`: a stall is free
+    /// ([`DownloadError::Stalled`]'s `further`) when `end` is past every
+    /// earlier try's end.
+    pub fn ended_at(&mut self, e: DownloadError, end: u64) -> DownloadError {
+        match e {
+            DownloadError::Stalled { after, host, .. } => {
+                let further = end > self.furthest;
+                self.furthest = self.furthest.max(end);
+                DownloadError::Stalled {
+                    after,
+                    host,
+                    further,
+                }
+            }
+            e => {
+                self.furthest = self.furthest.max(end);
+                e
+            }
+        }
+    }
+
     /// State of a download before its first try.
     pub fn new() -> Self {
         Tries {
@@ -77,6 +102,7 @@ impl Tries {
             state_on_disk: false,
             started: false,
             failed: 0,
+            furthest: 0,
             checksum_failures: 0,
             sources: Sources::default(),
             stdout: Stdout::default(),
@@ -92,5 +118,41 @@ impl Tries {
 impl Default for Tries {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stalled() -> DownloadError {
+        DownloadError::Stalled {
+            after: std::time::Duration::from_secs(3),
+            host: "h".into(),
+            further: false,
+        }
+    }
+
+    fn further(e: &DownloadError) -> bool {
+        matches!(e, DownloadError::Stalled { further: true, .. })
+    }
+
+    #[test]
+    fn a_stall_is_free_only_past_every_earlier_end() {
+        let mut t = Tries::new();
+        assert!(further(&t.ended_at(stalled(), 100)));
+        // Started over and stalled at the same place, or before it.
+        assert!(!further(&t.ended_at(stalled(), 100)));
+        assert!(!further(&t.ended_at(stalled(), 50)));
+        // Another failure that got further moves the mark too.
+        t.ended_at(DownloadError::Network("reset".into()), 300);
+        assert!(!further(&t.ended_at(stalled(), 250)));
+        assert!(further(&t.ended_at(stalled(), 301)));
+        let text = t.ended_at(stalled(), 400).to_string();
+        assert!(text.contains("not counted"), "{text}");
+        assert!(t
+            .ended_at(stalled(), 10)
+            .to_string()
+            .ends_with("trying again"));
     }
 }

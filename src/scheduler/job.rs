@@ -263,13 +263,9 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             }
             Err(DownloadError::Interrupted) => return Err(Stop::Interrupted),
             Err(DownloadError::ResumeFound(_)) => continue,
-            // A connection that stalled after part of the body came: resume at
-            // once, outside the retry budget (each such try moves the file on).
-            Err(
-                e @ DownloadError::Stalled {
-                    progressed: true, ..
-                },
-            ) => {
+            // A connection that stalled after taking the file further than
+            // any try before: resume at once, outside the retry budget.
+            Err(e @ DownloadError::Stalled { further: true, .. }) => {
                 dl.retrying(job, tries, e.to_string(), Duration::ZERO);
                 continue;
             }
