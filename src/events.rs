@@ -215,7 +215,6 @@ pub enum Event {
     },
 }
 
-/// Where the core sends events. Cloned into every task; sending never blocks.
 impl Event {
     /// The download the event is about (none for a host's window).
     pub fn id(&self) -> Option<DownloadId> {
@@ -233,6 +232,7 @@ impl Event {
     }
 }
 
+/// Where the core sends events. Cloned into every task; sending never blocks.
 #[derive(Debug, Clone)]
 pub struct EventSender(std::sync::mpsc::Sender<Event>);
 

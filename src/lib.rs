@@ -56,10 +56,10 @@ pub enum RunError {
 pub fn run(settings: Settings, input: Input) -> Result<RunSummary, RunError> {
     // Checked once, before anything starts: a directory that cannot be made
     // would fail every download the same way. (A dry run writes nothing.)
-    let to_file = !matches!(
-        settings.output,
-        Some(options::OutputName::Stdout | options::OutputName::Device(_))
-    );
+    let to_file = !settings
+        .output
+        .as_ref()
+        .is_some_and(options::OutputName::is_unnamed);
     if to_file && !settings.dry_run {
         std::fs::create_dir_all(&settings.dir).map_err(|source| RunError::Dir {
             dir: settings.dir.clone(),

@@ -188,6 +188,14 @@ pub enum OutputName {
     Device(std::path::PathBuf),
 }
 
+impl OutputName {
+    /// Whether no file is named after the download (`-o -`, `-o /dev/null`):
+    /// nothing is created in the directory.
+    pub fn is_unnamed(&self) -> bool {
+        matches!(self, OutputName::Stdout | OutputName::Device(_))
+    }
+}
+
 /// One shard of a run: keep the downloads whose URL hashes to `index` modulo
 /// `count`. Always `index < count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,13 @@ use crate::options::{
 pub mod proxy;
 pub mod shard;
 
+/// The environment of this process, for what reads it (proxies, shards); a
+/// value that is not UTF-8 is read lossily (and then refused where it must
+/// be a URL or a number, never skipped).
+pub(crate) fn process_env(var: &str) -> Option<String> {
+    std::env::var_os(var).map(|v| v.to_string_lossy().into_owned())
+}
+
 /// A process environment of `vars` only, for tests of what reads it.
 #[cfg(test)]
 pub(crate) fn test_env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -189,29 +196,28 @@ pub struct Settings {
 impl Settings {
     /// Merge the config file (given or default) with the flags and validate the result.
     pub fn resolve(cli: Cli) -> Result<Settings, ConfigError> {
-        let file = match &cli.config {
-            Some(path) => load_file(path)?,
-            None => match default_config_path().filter(|p| p.is_file()) {
-                Some(path) => load_file(&path)?,
-                None => FileConfig::default(),
-            },
-        };
         let path = cli
             .config
             .clone()
             .or_else(|| default_config_path().filter(|p| p.is_file()));
+        let file = match &path {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
         Self::merge_from(cli, file, path.as_deref())
     }
 
     /// Merge already-loaded parts; flags win over the file.
+    #[cfg(test)]
     pub fn merge(cli: Cli, file: FileConfig) -> Result<Settings, ConfigError> {
         Self::merge_from(cli, file, None)
     }
 
-    /// [`Settings::merge`], with the config file's path for messages: a bad
+    /// Merge already-loaded parts (flags win over the file), with the config
+    /// file's path for messages: a bad
     /// value is named as the flag it came from (`--jobs`) or as the key and
     /// the file (`jobs in ~/.config/volley/config.toml`).
-    pub fn merge_from(
+    fn merge_from(
         cli: Cli,
         file: FileConfig,
         path: Option<&Path>,
@@ -325,7 +331,7 @@ impl Settings {
                     (None, None) => None,
                 },
                 cli.noproxy.or(file.noproxy),
-                proxy::process_env,
+                process_env,
             )?,
             insecure: cli.insecure || file.insecure,
             ca_cert: cli.ca_cert.or(file.ca_cert),
@@ -381,7 +387,7 @@ impl Settings {
             shard: shard::resolve(
                 cli.shard.or(file.shard),
                 cli.shard_count.or(file.shard_count),
-                shard::process_env,
+                process_env,
             )?,
         };
         if settings.print_paths.is_some() && settings.json {
@@ -525,7 +531,7 @@ pub fn connections(what: &str, n: usize) -> Result<usize, ConfigError> {
 }
 
 /// A rate cap: 0 is none (as in wget, curl and aria2c).
-pub fn rate_cap(rate: ByteSize) -> Option<u64> {
+fn rate_cap(rate: ByteSize) -> Option<u64> {
     (rate.0 > 0).then_some(rate.0)
 }
 
@@ -551,8 +557,8 @@ fn output_name(o: &str) -> Result<OutputName, ConfigError> {
     })
 }
 
-/// Check a size or rate that must be more than zero (flag, key or list option).
-pub fn positive_size(what: &str, size: ByteSize) -> Result<u64, ConfigError> {
+/// Check a size or rate that must be more than zero (flag or key).
+fn positive_size(what: &str, size: ByteSize) -> Result<u64, ConfigError> {
     if size.0 == 0 {
         Err(invalid(what, "must be more than 0".into()))
     } else {

@@ -168,11 +168,6 @@ pub fn parse(value: &str, from: &str) -> Result<ProxyUrl, ConfigError> {
     })
 }
 
-/// The environment of this process, for [`resolve`].
-pub fn process_env(var: &str) -> Option<String> {
-    std::env::var(var).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,11 +73,6 @@ pub enum ShardError {
     CountWithoutShard(u64),
 }
 
-/// The environment of this process, for [`resolve`].
-pub fn process_env(var: &str) -> Option<String> {
-    std::env::var_os(var).map(|v| v.to_string_lossy().into_owned())
-}
-
 /// Resolve `--shard` and `--shard-count` (flags or keys) into the shard of this
 /// run, reading the scheduler's variables through `env` for `auto`. `None`:
 /// no sharding, every download is kept.

@@ -100,10 +100,7 @@ impl Queued {
 
     /// The URL as shown: a password in it reads `***`.
     pub fn shown_url(&self) -> String {
-        match Url::parse(&self.url) {
-            Ok(url) => crate::display::redact(&url),
-            Err(_) => self.url.to_string(),
-        }
+        crate::display::redact_text(&self.url)
     }
 
     /// `out=`, if given.

@@ -48,7 +48,7 @@ impl Name {
 /// again with the same `out=` and `dir=` (or none) is a duplicate of the
 /// first: downloaded once.
 pub struct Planner {
-    to_stdout: bool,
+    unnamed: bool,
     /// Keys of the hash earlier downloads are known by, random per run so
     /// that no list can make two downloads look alike.
     keys: [std::hash::RandomState; 2],
@@ -63,11 +63,11 @@ pub struct Planner {
 }
 
 impl Planner {
-    /// A planner for a batch; `to_stdout`: the body goes to stdout (`-o -`),
-    /// no name is needed.
-    pub fn new(to_stdout: bool) -> Self {
+    /// A planner for a batch; `unnamed`: the body goes to stdout or a device
+    /// (`-o -`, `-o /dev/null`), no name is needed.
+    pub fn new(unnamed: bool) -> Self {
         Planner {
-            to_stdout,
+            unnamed,
             keys: Default::default(),
             seen: HashMap::new(),
             given: HashMap::new(),
@@ -91,14 +91,14 @@ impl Planner {
             | u128::from(self.keys[1].hash_one(what));
         if let Some(&of) = self.seen.get(&key) {
             let path = match self.given.get(&of) {
-                _ if self.to_stdout => PathBuf::from("-"),
+                _ if self.unnamed => PathBuf::from("-"),
                 Some(name) => dir.join(&**name),
                 None => dir.join(for_url_text(url)),
             };
             return Planned::Duplicate(Box::new((path, of)));
         }
         self.seen.insert(key, id);
-        if self.to_stdout {
+        if self.unnamed {
             return Planned::Job(Name::Stdout);
         }
         let (wanted, from_url) = match out {

@@ -260,6 +260,7 @@ impl Host {
     }
 
     /// The current number of connections allowed.
+    #[cfg(test)]
     pub fn window(&self) -> usize {
         self.lock().limit(self.max)
     }

@@ -64,10 +64,7 @@ pub async fn run(
 ) -> Ran {
     let started = Instant::now();
     let names = Names::default();
-    let mut planner = Planner::new(matches!(
-        settings.output,
-        Some(OutputName::Stdout | OutputName::Device(_))
-    ));
+    let mut planner = Planner::new(settings.output.as_ref().is_some_and(OutputName::is_unnamed));
     let planned: Vec<Planned> = input
         .specs
         .iter()

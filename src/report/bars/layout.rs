@@ -106,6 +106,7 @@ impl Layout {
     }
 
     /// The widest row this layout draws.
+    #[cfg(test)]
     pub fn row_width(&self) -> usize {
         self.name + if self.gauge > 0 { 1 + self.gauge } else { 0 } + self.fixed()
     }

@@ -22,7 +22,7 @@ mod layout;
 
 #[cfg(test)]
 use layout::BAR_COLOUR;
-pub use layout::{middle_truncate, short_duration, total_text, Layout, Total};
+use layout::{middle_truncate, short_duration, total_text, Layout, Total};
 
 /// The span the total row's speed is measured over: what the run does now,
 /// not its average since the start.
@@ -57,11 +57,9 @@ pub struct BarsReporter {
     /// Downloads that ended (done, skipped, failed, duplicate, planned).
     files_done: usize,
     files: usize,
-    /// Bytes transferred by downloads that ended.
+    /// Bytes transferred by downloads that ended: also what they count for
+    /// in the run's total size.
     ended_bytes: u64,
-    /// Bytes that ended downloads were to fetch (their transfers, when they
-    /// ended early), for the run's total size.
-    ended_size: u64,
     /// Whether some download that started or ended had no known size.
     size_unknown: bool,
     /// Bytes transferred in all, sampled at each tick over [`RATE_WINDOW`].
@@ -107,7 +105,6 @@ impl BarsReporter {
             files_done: 0,
             files: total,
             ended_bytes: 0,
-            ended_size: 0,
             size_unknown: false,
             samples: std::collections::VecDeque::new(),
         }
@@ -116,7 +113,6 @@ impl BarsReporter {
     fn end(&mut self, id: DownloadId) {
         if let Some(a) = self.active.remove(&id) {
             self.ended_bytes += a.progress.transferred();
-            self.ended_size += a.progress.transferred();
             a.bar.finish_and_clear();
             self.multi.remove(&a.bar);
         }
@@ -168,7 +164,7 @@ impl BarsReporter {
         let started = self.files_done + self.active.len();
         let all_sized = self.active.values().all(|a| a.to_fetch.is_some());
         let size = (!self.size_unknown && all_sized && started >= self.files).then(|| {
-            self.ended_size
+            self.ended_bytes
                 + self
                     .active
                     .values()
