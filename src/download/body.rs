@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ratelimit::{pause, Limits};
-use super::stall::Flow;
+use super::stall::{Flow, RECHECK};
 use super::DownloadError;
 
 /// What reading a body brought.
@@ -56,8 +56,8 @@ impl Body {
 
     /// Record this body's data in `flow` (and drop it when it stalls, if the
     /// flow watches it).
-    pub fn with_flow(mut self, flow: Flow) -> Self {
-        self.flow = Some(flow);
+    pub fn with_flow(mut self, flow: Option<Flow>) -> Self {
+        self.flow = flow;
         self
     }
 
@@ -82,21 +82,19 @@ impl Body {
     /// stall ends the read.
     async fn read(&mut self) -> Result<Next, DownloadError> {
         pause(self.resume_at).await;
-        let next = match &self.flow {
+        let watched = self.flow.as_ref().and_then(|f| Some((f, f.watch()?)));
+        let next = match watched {
             None => self.stream.next().await,
-            Some(flow) => {
+            Some((flow, after)) => {
                 let since = *self
                     .silent_since
                     .get_or_insert_with(std::time::Instant::now);
-                let mut deadline = flow.deadline(since);
+                let mut at = since + after;
                 loop {
-                    let Some(at) = deadline else {
-                        break self.stream.next().await;
-                    };
-                    match tokio::time::timeout_at(at, self.stream.next()).await {
+                    match tokio::time::timeout_at(at.into(), self.stream.next()).await {
                         Ok(next) => break next,
                         Err(_) if flow.stalled(since) => return Err(flow.error()),
-                        Err(_) => deadline = Some(flow.recheck()),
+                        Err(_) => at = std::time::Instant::now() + RECHECK,
                     }
                 }
             }

@@ -70,17 +70,6 @@ pub async fn pause(until: Option<Instant>) {
     }
 }
 
-/// The next item of a body stream, read once the rate limit allows it
-/// (cancel-safe: dropping it during the pause loses nothing).
-pub async fn paced<S: futures_util::Stream + Unpin>(
-    stream: &mut S,
-    until: Option<Instant>,
-) -> Option<S::Item> {
-    use futures_util::StreamExt;
-    pause(until).await;
-    stream.next().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,15 +5,7 @@
 /// Why the client could not be built: always a usage error (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// `--ca-cert` could not be read or parsed.
-    #[error("--ca-cert {path}: {reason}")]
-    CaCert {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// `--cert` or `--key` could not be read or used.
+    /// `--ca-cert`, `--cert` or `--key` could not be read or used.
     #[error("{flag} {path}: {reason}")]
     Tls {
         /// The flag.

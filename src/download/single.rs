@@ -80,7 +80,7 @@ impl Downloader {
         if !status.is_success() {
             return Err(DownloadError::from_status(&response));
         }
-        let (offset, size) = self.check_range(
+        let (offset, size, end) = self.check_range(
             tries,
             &response,
             range.map(|(s, _)| s),
@@ -130,12 +130,7 @@ impl Downloader {
             let worth_splitting =
                 connections > 1 && remaining >= self.min_split_size.max(1).saturating_mul(2);
             if holes || worth_splitting {
-                let response_end = response
-                    .headers()
-                    .get(CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(http::parse_content_range)
-                    .map_or(total, |(_, last, _)| last + 1);
+                let response_end = end.unwrap_or(total);
                 let start = segmented::Start {
                     response,
                     response_end,
@@ -243,7 +238,7 @@ impl Downloader {
             self.keep_partial(tries, &mut writer, true)
                 .await
                 .map_err(io_err)?;
-            return Err(DownloadError::ShortBody { got: end, expected });
+            return Err(tries.ended_at(DownloadError::ShortBody { got: end, expected }, end));
         }
         let stale_state = tries.state_on_disk.then(|| ResumeState::path_for(&part));
         self.finish(tries, writer, final_path, stale_state).await
@@ -309,17 +304,18 @@ impl Downloader {
         self.finish(tries, writer, final_path, stale).await
     }
 
-    /// Where this response's body starts and the whole file's size; a ranged
-    /// answer that does not continue exactly what is on disk is refused.
+    /// Where this response's body starts, the whole file's size and, for a
+    /// `206`, where the body ends; a ranged answer that does not continue
+    /// exactly what is on disk is refused.
     fn check_range(
         &self,
         tries: &mut Tries,
         response: &Response,
         asked: Option<u64>,
         source: &reqwest::Url,
-    ) -> Result<(u64, Option<u64>), DownloadError> {
+    ) -> Result<(u64, Option<u64>, Option<u64>), DownloadError> {
         if response.status() != StatusCode::PARTIAL_CONTENT {
-            return Ok((0, response.content_length()));
+            return Ok((0, response.content_length(), None));
         }
         let known = tries.resume.as_ref();
         let served = match asked {
@@ -336,7 +332,7 @@ impl Downloader {
             ),
         };
         match served {
-            Ok(served) => Ok((served.start, served.total)),
+            Ok(served) => Ok((served.start, served.total, Some(served.end))),
             // A mirror that answers another range or size is the mirror's
             // problem, not the file's: drop it and keep the data.
             Err(problem) if tries.sources.current != 0 => {
@@ -444,10 +440,11 @@ impl Downloader {
         }
         sink.flush().await.map_err(io_err)?;
         if let Some(expected) = size.filter(|&s| s != position) {
-            return Err(DownloadError::ShortBody {
+            let short = DownloadError::ShortBody {
                 got: position,
                 expected,
-            });
+            };
+            return Err(tries.ended_at(short, position));
         }
         // The bytes are out already: a mismatch can only fail the download.
         let checksum = match tries.stdout.verify.take().map(checksum::Verifier::finish) {

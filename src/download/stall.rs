@@ -21,7 +21,10 @@ use super::DownloadError;
 
 /// How often a silent body looks again at its host once it has been silent
 /// for the stall time but the host was quiet too.
-const RECHECK: Duration = Duration::from_millis(250);
+pub const RECHECK: Duration = Duration::from_millis(250);
+/// How far the host's last-data time may lag behind: far below the stall
+/// time, so a verdict moves by at most this.
+const GRAIN: Duration = Duration::from_millis(1);
 
 /// The run's record, per host, of when a body last received data.
 #[derive(Debug)]
@@ -45,7 +48,10 @@ impl Stalls {
 
     /// The flow of `response`'s body: it records when data arrives, and
     /// (when `check` and the body can be resumed) watches for a stall.
-    pub fn flow(&self, response: &Response, check: bool) -> Flow {
+    /// `None` when stalls are not watched in this run (`--stall-timeout 0`):
+    /// then nothing needs recording either.
+    pub fn flow(&self, response: &Response, check: bool) -> Option<Flow> {
+        let stall = self.after?;
         let url = response.url();
         let key = format!(
             "{}://{}:{}",
@@ -60,13 +66,12 @@ impl Stalls {
             .entry(key)
             .or_default()
             .clone();
-        let after = self.after.filter(|_| check && resumable(response));
-        Flow {
+        Some(Flow {
             last,
             epoch: self.epoch,
-            after,
+            after: (check && resumable(response)).then_some(stall),
             host: url.host_str().unwrap_or_default().to_string(),
-        }
+        })
     }
 }
 
@@ -99,14 +104,23 @@ impl Flow {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// Data arrived.
+    /// Data arrived. The host's time is written only when it moves by
+    /// [`GRAIN`] (a read of a shared line instead of a write per chunk).
     pub fn received(&self) {
-        self.last.fetch_max(self.now(), Ordering::Relaxed);
+        let now = self.now();
+        if now
+            >= self
+                .last
+                .load(Ordering::Relaxed)
+                .saturating_add(GRAIN.as_nanos() as u64)
+        {
+            self.last.fetch_max(now, Ordering::Relaxed);
+        }
     }
 
-    /// When to look next at a body silent since `since`, if it is watched.
-    pub fn deadline(&self, since: Instant) -> Option<tokio::time::Instant> {
-        self.after.map(|after| (since + after).into())
+    /// The stall time, when this body is watched.
+    pub fn watch(&self) -> Option<Duration> {
+        self.after
     }
 
     /// Whether a body silent since `since` is stalled: silent for the stall
@@ -122,11 +136,6 @@ impl Flow {
         let others = Duration::from_nanos(self.last.load(Ordering::Relaxed));
         let window_start = now.duration_since(self.epoch).saturating_sub(after);
         others > window_start
-    }
-
-    /// When to look again at a silent body that is not stalled (yet).
-    pub fn recheck(&self) -> tokio::time::Instant {
-        (Instant::now() + RECHECK).into()
     }
 
     /// The error that drops the try (see [`DownloadError::Stalled`]; whether

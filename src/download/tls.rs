@@ -67,7 +67,8 @@ pub fn client_config(
                 provider.clone(),
             )
         }
-        .map_err(|e| ClientError::CaCert {
+        .map_err(|e| ClientError::Tls {
+            flag: "--ca-cert",
             path: shown(options.ca_cert.as_deref()),
             reason: format!("cannot use the certificates: {e}"),
         })?;
@@ -115,16 +116,10 @@ fn read_certs(
     path: &Path,
     flag: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, ClientError> {
-    let err = |reason: String| match flag {
-        "--ca-cert" => ClientError::CaCert {
-            path: path.display().to_string(),
-            reason,
-        },
-        _ => ClientError::Tls {
-            flag,
-            path: path.display().to_string(),
-            reason,
-        },
+    let err = |reason: String| ClientError::Tls {
+        flag,
+        path: path.display().to_string(),
+        reason,
     };
     let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
