@@ -42,6 +42,12 @@ fn a_refused_connection_is_said_in_plain_words_once() {
         "failed   http://127.0.0.1:1/x.bin: connection refused by 127.0.0.1 port 1"
     );
     assert!(line.len() < 120);
+    let failed_lines = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("failed "))
+        .count();
+    assert_eq!(failed_lines, 1, "{}", r.stderr);
     assert!(!r.stderr.contains("client error ("), "{}", r.stderr);
     assert!(!r.stderr.contains("error sending request"), "{}", r.stderr);
 }
@@ -169,7 +175,10 @@ fn summary_failures_are_in_input_order() {
     );
     let mut v = volley();
     let dir = out_dir(&v);
+    // No retries: the refused ones fail at once, before the first.
     let r = run(v.args([
+        "--retries",
+        "0",
         "-d",
         &path_arg(&dir),
         &server.url("/slow-missing"),
@@ -177,6 +186,15 @@ fn summary_failures_are_in_input_order() {
         "http://127.0.0.1:1/refused-b",
     ]));
     r.expect_code(1);
+    // They did end in another order than the input's (the lines as they
+    // happened), so the summary's order is its own.
+    let as_they_ended: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("failed "))
+        .collect();
+    assert_eq!(as_they_ended.len(), 3, "{}", r.stderr);
+    assert!(as_they_ended[2].contains("/slow-missing"), "{}", r.stderr);
     let failed: Vec<&str> = r
         .stderr
         .lines()
@@ -387,9 +405,10 @@ fn help_points_at_what_an_installed_binary_has() {
         "--dry-run",
         "http://127.0.0.1:1/x",
     ]));
-    // (Its example paths need not exist: only the file's own errors count.)
+    // (Its example paths need not exist: only the file's own errors count,
+    // which name the file: a parse error, or a value of a key in it.)
     assert!(
-        !r.stderr.contains("config file"),
+        !r.stderr.contains("config file") && !r.stderr.contains(&path_arg(&config)),
         "the printed example does not parse: {}",
         r.stderr
     );
@@ -399,10 +418,19 @@ fn help_points_at_what_an_installed_binary_has() {
 // The list of unfinished downloads, however the run ends
 // ---------------------------------------------------------------------------
 
+/// Whether process `pid` is stopped (SIGSTOP), as /proc says.
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(") ")?.1.starts_with('T')))
+        .unwrap_or(false)
+}
+
 /// Start a run of three stalling downloads with `--save-failed`, wait for
-/// them to start, send `signals` (with a pause between), and return the
-/// list written.
-fn save_failed_after(signals: &[libc::c_int]) -> String {
+/// them to start, send `signals` while it is stopped (so that a second one
+/// arrives before the first has ended the run), and return the list
+/// written and what it said on stderr.
+fn save_failed_after(signals: &[libc::c_int]) -> (String, String) {
     let server = TestServer::start();
     for i in 0..3 {
         server.route(
@@ -414,6 +442,7 @@ fn save_failed_after(signals: &[libc::c_int]) -> String {
     let mut p = volley_process();
     let dir = p.sandbox.root().join("out");
     let list = p.sandbox.root().join("failed.txt");
+    let errlog = p.sandbox.root().join("stderr.txt");
     let urls: Vec<String> = (0..3).map(|i| server.url(&format!("/s{i}.bin"))).collect();
     let mut child = p
         .args([
@@ -427,37 +456,58 @@ fn save_failed_after(signals: &[libc::c_int]) -> String {
         .args(&urls)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&errlog).unwrap())
         .spawn()
         .unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || server.in_flight() == 3),
         "the downloads did not start"
     );
-    for &sig in signals {
+    let pid = child.id();
+    let kill = |sig| {
         // SAFETY: a signal to our own child.
-        unsafe { libc::kill(child.id() as libc::pid_t, sig) };
-        std::thread::sleep(Duration::from_millis(50));
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    };
+    kill(libc::SIGSTOP);
+    assert!(
+        wait_until(Duration::from_secs(10), || is_stopped(pid)),
+        "volley did not stop"
+    );
+    for &sig in signals {
+        kill(sig);
     }
+    kill(libc::SIGCONT);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    std::fs::read_to_string(&list).unwrap_or_default()
+    (
+        std::fs::read_to_string(&list).unwrap_or_default(),
+        std::fs::read_to_string(&errlog).unwrap_or_default(),
+    )
 }
 
 #[test]
 fn the_unfinished_list_is_written_however_the_run_ends() {
+    // Two signals of one kind would merge while volley is stopped: the
+    // second ones differ from the first.
     for signals in [
         vec![libc::SIGINT],
-        vec![libc::SIGINT, libc::SIGINT],
-        vec![libc::SIGTERM, libc::SIGTERM],
-        vec![libc::SIGHUP, libc::SIGHUP],
+        vec![libc::SIGINT, libc::SIGTERM],
+        vec![libc::SIGTERM, libc::SIGHUP],
+        vec![libc::SIGHUP, libc::SIGINT],
     ] {
-        let list = save_failed_after(&signals);
+        let (list, stderr) = save_failed_after(&signals);
         for i in 0..3 {
             assert!(
                 list.contains(&format!("/s{i}.bin")),
                 "{signals:?}: {list:?}"
             );
         }
+        // One signal ends the run as usual (with its summary); a second one
+        // ends it at once, without: the path under test was taken.
+        assert_eq!(
+            stderr.contains("volley: interrupted"),
+            signals.len() == 1,
+            "{signals:?}: {stderr}"
+        );
     }
 }

@@ -39,23 +39,6 @@ fn fixture(name: &str) -> String {
     path_arg(&fixture_path(name))
 }
 
-/// `--ca-cert` for the default server certificate (`server.pem`).
-fn ca_pem() -> String {
-    fixture("ca.pem")
-}
-
-/// Write `text` as a config file in the sandbox and return its path.
-fn write_config(sandbox: &Sandbox, text: &str) -> PathBuf {
-    let cfg = sandbox.root().join("volley.toml");
-    std::fs::write(&cfg, text).expect("write config");
-    cfg
-}
-
-/// A TOML basic string for a path (quotes and backslashes escaped).
-fn toml_str(p: &str) -> String {
-    format!("\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 /// `n` files `/f{i}.bin` of `len` bytes each on `server`; their URLs and
 /// bodies.
 fn serve_files(server: &H2Server, n: usize, len: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
@@ -115,54 +98,14 @@ fn summary(reqs: &[H2Request]) -> String {
         .join("\n")
 }
 
-/// Retry fast: a failure that is (wrongly) retried still ends quickly.
-const FAST_RETRY: [&str; 4] = ["--retry-wait", "0.01", "--max-retry-wait", "0.05"];
-
-/// Run volley for one URL with `args` and expect it to fail (exit 1) with a
-/// message for that download that names it and contains every one of
-/// `needles`, in one line, without an error-chain dump, tried once (another
-/// try cannot fix a certificate); no file, no partial file. Returns the
-/// line.
+/// [`one_line_failure`], tried once: another try cannot fix a certificate.
 #[track_caller]
 fn expect_one_line_failure(v: &mut Volley, url: &str, args: &[&str], needles: &[&str]) -> String {
-    let dir = out_dir(&v.sandbox);
-    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    all.extend(FAST_RETRY.iter().map(|s| s.to_string()));
-    all.extend(["-d".into(), path_arg(&dir), url.to_string()]);
-    let r = run(v.args(&all));
-    r.expect_code(1).expect_empty_stdout();
-    let line = r
-        .stderr
-        .lines()
-        .find(|l| l.contains(url) && needles.iter().all(|n| l.contains(n)))
-        .unwrap_or_else(|| {
-            panic!(
-                "no line of stderr names {url} and contains all of {needles:?}\n--- stderr ---\n{}",
-                r.stderr
-            )
-        })
-        .to_string();
-    for dump in [
-        "client error (",
-        "error sending request",
-        "Custom {",
-        "kind:",
-    ] {
-        assert!(
-            !r.stderr.contains(dump),
-            "stderr dumps an error chain ({dump:?}):\n{}",
-            r.stderr
-        );
-    }
+    let (line, r) = one_line_failure(v, url, args, needles);
     assert!(
         !r.stderr.contains("retry"),
         "a TLS failure was retried:\n{}",
         r.stderr
-    );
-    assert!(
-        list_tree(&dir).is_empty(),
-        "files left: {:?}",
-        list_tree(&dir)
     );
     line
 }
@@ -323,7 +266,9 @@ fn server_without_http2_is_spoken_to_over_http1() {
     let r = run_list(&mut v, &urls, &["--ca-cert", &ca_pem()]);
     r.expect_code(0).expect_empty_stdout();
     assert_all_files(&out_dir(&v.sandbox), &files);
-    assert_eq!(server.h2_connections(), 0);
+    // (The server offers only HTTP/1.1: the download working is the test;
+    // these say what it was spoken over.)
+    assert!(server.http1_connections() >= 1);
     assert!(server.requests().iter().all(|r| !r.is_h2()));
 }
 
@@ -378,18 +323,19 @@ fn ca_cert_still_checks_the_host_name() {
     assert_eq!(server.request_count(), 0);
 }
 
-/// Trusting `selfsigned.pem` does not make another self-signed certificate
-/// (`othername.pem`) trusted.
+/// Trusting `othername.pem` does not make another self-signed certificate
+/// (`selfsigned.pem`, valid for 127.0.0.1, so only trust can refuse it)
+/// trusted.
 #[test]
 fn ca_cert_of_one_self_signed_certificate_does_not_trust_another() {
-    let server = H2Server::builder().fixture_cert("othername").start();
+    let server = H2Server::builder().fixture_cert("selfsigned").start();
     server.file("/s.bin", content(503, 1000));
     let mut v = volley();
     expect_one_line_failure(
         &mut v,
         &server.url("/s.bin"),
-        &["--ca-cert", &fixture("selfsigned.pem")],
-        &["certificate"],
+        &["--ca-cert", &fixture("othername.pem")],
+        &["is self-signed", "--ca-cert"],
     );
     assert_eq!(server.request_count(), 0);
 }

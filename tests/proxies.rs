@@ -43,23 +43,6 @@ fn out_dir(sandbox: &Sandbox) -> PathBuf {
     sandbox.root().join("out")
 }
 
-/// `--ca-cert` for the TLS test server.
-fn ca_pem() -> String {
-    path_arg(&fixture_path("ca.pem"))
-}
-
-/// Write `text` as a config file in the sandbox and return its path.
-fn write_config(sandbox: &Sandbox, text: &str) -> PathBuf {
-    let cfg = sandbox.root().join("volley.toml");
-    std::fs::write(&cfg, text).expect("write config");
-    cfg
-}
-
-/// A TOML basic string.
-fn toml_str(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 /// Clear the sandbox's `NO_PROXY`/`no_proxy` for this run, so that a proxy
 /// applies to the loopback test servers.
 fn through_proxy(v: &mut Volley) -> &mut Volley {
@@ -139,55 +122,10 @@ fn authority(url: &str) -> String {
     rest.split('/').next().expect("authority").to_string()
 }
 
-/// Retry fast: a failure that is retried still ends quickly.
-const FAST_RETRY: [&str; 4] = ["--retry-wait", "0.01", "--max-retry-wait", "0.05"];
-
-/// Stderr must not dump an error chain.
-#[track_caller]
-fn assert_no_chain_dump(stderr: &str) {
-    for dump in [
-        "client error (",
-        "error sending request",
-        "Custom {",
-        "kind:",
-        "SOCKS error",
-        "tunnel error",
-    ] {
-        assert!(
-            !stderr.contains(dump),
-            "stderr dumps an error chain ({dump:?}):\n{stderr}"
-        );
-    }
-}
-
-/// Run volley for `url` with `args` and expect it to fail (exit 1) with a
-/// one-line message that names the URL and contains every one of `needles`,
-/// without an error-chain dump; no file left. Returns the line.
+/// [`one_line_failure`]: the line.
 #[track_caller]
 fn expect_one_line_failure(v: &mut Volley, url: &str, args: &[&str], needles: &[&str]) -> String {
-    let dir = out_dir(&v.sandbox);
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(FAST_RETRY);
-    let r = download(v, &all, &[url]);
-    r.expect_code(1).expect_empty_stdout();
-    let line = r
-        .stderr
-        .lines()
-        .find(|l| l.contains(url) && needles.iter().all(|n| l.contains(n)))
-        .unwrap_or_else(|| {
-            panic!(
-                "no line of stderr names {url} and contains all of {needles:?}\n--- stderr ---\n{}",
-                r.stderr
-            )
-        })
-        .to_string();
-    assert_no_chain_dump(&r.stderr);
-    assert!(
-        list_tree(&dir).is_empty(),
-        "files left: {:?}",
-        list_tree(&dir)
-    );
-    line
+    one_line_failure(v, url, args, needles).0
 }
 
 /// Expect a usage error (exit 2) before any download: stderr contains every

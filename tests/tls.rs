@@ -25,11 +25,6 @@ fn out_dir(sandbox: &Sandbox) -> PathBuf {
     sandbox.root().join("out")
 }
 
-/// `tests/fixtures/ca.pem`, the root that signed the server's certificate.
-fn ca_pem() -> String {
-    path_arg(&fixture_path("ca.pem"))
-}
-
 /// A TLS server with one file route.
 fn tls_server_with(path: &str, body: &[u8]) -> TestServer {
     let server = TestServer::start_tls();
@@ -67,18 +62,6 @@ fn expect_stderr_contains_nocase(r: &Run, needle: &str) {
             r.stderr
         );
     }
-}
-
-/// Write `text` as a config file in the sandbox and return its path.
-fn write_config(sandbox: &Sandbox, text: &str) -> PathBuf {
-    let cfg = sandbox.root().join("volley.toml");
-    std::fs::write(&cfg, text).expect("write config");
-    cfg
-}
-
-/// A TOML basic string for a path (quotes and backslashes escaped).
-fn toml_str(p: &str) -> String {
-    format!("\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 // ---------------------------------------------------------------------------

@@ -419,3 +419,79 @@ pub fn abort_child(child: &mut std::process::Child, errlog: &Path, what: &str) -
 pub fn settle(server: &TestServer) {
     wait_until(Duration::from_secs(5), || server.in_flight() == 0);
 }
+
+/// `--ca-cert` for the TLS test servers: `tests/fixtures/ca.pem`, the root
+/// that signed their default certificate.
+pub fn ca_pem() -> String {
+    path_arg(&fixture_path("ca.pem"))
+}
+
+/// Write `text` as a config file in the sandbox and return its path.
+pub fn write_config(sandbox: &Sandbox, text: &str) -> PathBuf {
+    let cfg = sandbox.root().join("volley.toml");
+    std::fs::write(&cfg, text).expect("write config");
+    cfg
+}
+
+/// A TOML basic string for `s` (quotes and backslashes escaped).
+pub fn toml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Retry fast: a failure that is retried still ends quickly.
+pub const FAST_RETRY: [&str; 4] = ["--retry-wait", "0.01", "--max-retry-wait", "0.05"];
+
+/// Stderr must not dump an error chain (reqwest's, hyper's, a proxy's).
+#[track_caller]
+pub fn assert_no_chain_dump(stderr: &str) {
+    for dump in [
+        "client error (",
+        "error sending request",
+        "Custom {",
+        "kind:",
+        "SOCKS error",
+        "tunnel error",
+    ] {
+        assert!(
+            !stderr.contains(dump),
+            "stderr dumps an error chain ({dump:?}):\n{stderr}"
+        );
+    }
+}
+
+/// Run volley for one URL with `args` (and [`FAST_RETRY`]) into the
+/// sandbox's `out`, and expect it to fail (exit 1) with a one-line message
+/// that names the URL and contains every one of `needles`, without an
+/// error-chain dump; no file left. Returns the line and the run.
+#[track_caller]
+pub fn one_line_failure(
+    v: &mut Volley,
+    url: &str,
+    args: &[&str],
+    needles: &[&str],
+) -> (String, Run) {
+    let dir = v.sandbox.root().join("out");
+    let mut all: Vec<String> = vec!["-d".into(), path_arg(&dir)];
+    all.extend(args.iter().chain(&FAST_RETRY).map(|s| s.to_string()));
+    all.push(url.to_string());
+    let r = run(v.args(&all));
+    r.expect_code(1).expect_empty_stdout();
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains(url) && needles.iter().all(|n| l.contains(n)))
+        .unwrap_or_else(|| {
+            panic!(
+                "no line of stderr names {url} and contains all of {needles:?}\n--- stderr ---\n{}",
+                r.stderr
+            )
+        })
+        .to_string();
+    assert_no_chain_dump(&r.stderr);
+    assert!(
+        list_tree(&dir).is_empty(),
+        "files left: {:?}",
+        list_tree(&dir)
+    );
+    (line, r)
+}
