@@ -84,14 +84,20 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "volley".to_string());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    replace_private(&tmp, path, bytes)
+}
+
+/// Write `bytes` to `tmp` (owner-only permissions, not following a link),
+/// flush it and rename it over `path`; `tmp` is removed when that fails.
+pub fn replace_private(tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let written = (|| {
-        let mut file = create_private(&tmp)?;
+        let mut file = create_private(tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        file.sync_data()?;
+        std::fs::rename(tmp, path)
     })();
     if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
     }
     written
 }

@@ -21,25 +21,21 @@ impl RetryPolicy {
         self.retries.saturating_add(1)
     }
 
-    /// The wait after `failed_tries` failures (`salt`: see [`backoff`]).
-    pub fn delay(&self, failed_tries: u32, retry_after: Option<Duration>, salt: u64) -> Duration {
-        backoff(self.wait, self.max_wait, failed_tries, retry_after, salt)
+    /// The wait after `failed_tries` failures.
+    pub fn delay(&self, failed_tries: u32, retry_after: Option<Duration>) -> Duration {
+        backoff(self.wait, self.max_wait, failed_tries, retry_after)
     }
 }
 
 /// Exponential backoff with full jitter: a random wait in `[0, min(cap, base·2^(n-1))]`;
-/// a server's `Retry-After` is honoured instead, up to the cap.
-///
-/// `_salt` (a job's or a connection's number) is no longer needed to keep
-/// downloads that fail together from retrying together: fastrand's generator
-/// is seeded at random for each thread and moves on with every draw. It stays
-/// so that callers need not change.
-pub fn backoff(
+/// a server's `Retry-After` is honoured instead, up to the cap. Downloads
+/// that fail together do not retry together: fastrand's generator is seeded
+/// at random for each thread and moves on with every draw.
+fn backoff(
     base: Duration,
     cap: Duration,
     failed_tries: u32,
     retry_after: Option<Duration>,
-    _salt: u64,
 ) -> Duration {
     backoff_with(
         &mut fastrand::Rng::new(),
@@ -82,13 +78,13 @@ mod tests {
                 assert!(d <= ceiling, "seed {seed}, try {n}: {d:?} > {ceiling:?}");
             }
         }
-        assert!(backoff(base, cap, 40, None, 7) <= cap);
+        assert!(backoff(base, cap, 40, None) <= cap);
     }
 
     #[test]
     fn retry_after_is_honoured_up_to_the_cap() {
         let cap = Duration::from_secs(10);
-        let b = |ra| backoff(Duration::from_secs(1), cap, 1, Some(ra), 0);
+        let b = |ra| backoff(Duration::from_secs(1), cap, 1, Some(ra));
         assert_eq!(b(Duration::from_secs(2)), Duration::from_secs(2));
         assert_eq!(b(Duration::from_secs(100)), cap);
     }
@@ -120,7 +116,7 @@ mod tests {
     fn unseeded_waits_differ_between_calls() {
         let base = Duration::from_secs(1);
         let waits = (0..100)
-            .map(|_| backoff(base, base * 64, 7, None, 0))
+            .map(|_| backoff(base, base * 64, 7, None))
             .collect::<std::collections::HashSet<_>>();
         assert!(waits.len() > 90, "{} distinct", waits.len());
     }

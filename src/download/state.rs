@@ -5,7 +5,6 @@
 //! old or the new state, never a torn one. A `.part` without a state file counts as
 //! empty.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -152,11 +151,8 @@ impl ResumeState {
 
     /// Write atomically and durably: temp file, fsync, rename.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = super::naming::state_tmp_path(path);
-        let mut file = crate::fs::create_private(&tmp)?;
-        file.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
-        file.sync_data()?;
-        std::fs::rename(&tmp, path)
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        crate::fs::replace_private(&super::naming::state_tmp_path(path), path, &bytes)
     }
 }
 

@@ -127,9 +127,7 @@ pub fn part_name(final_name: &OsStr) -> OsString {
         }
         let mut short = bytes[..keep].to_vec();
         short.push(b'.');
-        for b in &digest[..8] {
-            short.extend_from_slice(format!("{b:02x}").as_bytes());
-        }
+        short.extend_from_slice(hex::encode(&digest[..8]).as_bytes());
         short
     };
     name.extend_from_slice(PART_SUFFIX.as_bytes());

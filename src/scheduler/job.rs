@@ -324,7 +324,7 @@ async fn try_until_done(shared: &Shared, job: &Job, tries: &mut Tries) -> Result
             };
             return Err(Stop::Failed(format!("{error}{tried}")));
         }
-        let delay = policy.delay(tries.failed, error.retry_after(), job.id as u64);
+        let delay = policy.delay(tries.failed, error.retry_after());
         dl.retrying(job, tries, error.to_string(), delay);
         tokio::select! {
             biased;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 
-use super::{Split, IDLE_POLL};
+use super::{Ended, Split, IDLE_POLL};
 use crate::display::redact;
 use crate::download::body::{Body, Next};
 use crate::download::ratelimit::pause;
@@ -25,7 +25,12 @@ impl<'a, S: Slots> Split<'a, S> {
         mut first: Option<(Response, u64)>,
         permit: Option<S::Permit>,
         delay: Duration,
-    ) -> (usize, Result<(), DownloadError>) {
+    ) -> (usize, Ended) {
+        // What the coordinator weighs a failure by: the source last asked
+        // (the first answer is the URL's) and the window generation of the
+        // host slot.
+        let mut source = self.home;
+        let mut since = 0;
         let run = async {
             if !delay.is_zero() {
                 tokio::select! {
@@ -41,10 +46,7 @@ impl<'a, S: Slots> Split<'a, S> {
                     p = self.slots.acquire() => p,
                 },
             };
-            self.generations
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(conn, S::generation(&_permit));
+            since = S::generation(&_permit);
             loop {
                 let work = match &first {
                     Some(_) => {
@@ -65,31 +67,42 @@ impl<'a, S: Slots> Split<'a, S> {
                     }
                     continue;
                 };
-                let result = self.fetch(conn, first.take(), start, end).await;
+                let ask = match first.take() {
+                    Some(r) => Ok(r),
+                    None => {
+                        source = self.source_for(conn);
+                        Err(source)
+                    }
+                };
+                let result = self.fetch(conn, ask, start, end).await;
                 self.lock().release(conn);
                 result?;
                 self.slots.success();
             }
         };
-        (conn, run.await)
+        let result = run.await;
+        (
+            conn,
+            Ended {
+                source,
+                since,
+                result,
+            },
+        )
     }
 
-    /// Fetch `[start, end)` (or what remains of it after stealing) into the file.
+    /// Fetch `[start, end)` (or what remains of it after stealing) into the
+    /// file: from the first answer (and where it ends), or by asking `source`.
     async fn fetch(
         &self,
         conn: usize,
-        first: Option<(Response, u64)>,
+        ask: Result<(Response, u64), usize>,
         start: u64,
         end: u64,
     ) -> Result<(), DownloadError> {
-        let (response, response_end) = match first {
-            Some(r) => r,
-            None => {
-                let source = self.source_for(conn);
-                self.asked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(conn, source);
+        let (response, response_end) = match ask {
+            Ok(r) => r,
+            Err(source) => {
                 let response = self.request(source, start, end).await?;
                 let response_end = self.check(&response, start, source)?;
                 (response, response_end)
@@ -103,10 +116,7 @@ impl<'a, S: Slots> Split<'a, S> {
         if let Ok(upto) = flushed {
             self.lock().wrote(conn, upto);
         }
-        flushed.map_err(|source| DownloadError::Io {
-            path: self.part.clone(),
-            source,
-        })?;
+        flushed.map_err(|e| self.io_err(e))?;
         streamed
     }
 
@@ -207,10 +217,7 @@ impl<'a, S: Slots> Split<'a, S> {
         let flow = self.dl.stalls.flow(&response, false);
         let mut body = Body::new(response, self.dl.idle_timeout).with_flow(flow);
         let mut flush = self.flush.subscribe();
-        let io_err = |source| DownloadError::Io {
-            path: self.part.clone(),
-            source,
-        };
+        let io_err = |e| self.io_err(e);
         loop {
             let tick = async {
                 let _ = flush.changed().await;

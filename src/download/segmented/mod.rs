@@ -8,9 +8,9 @@
 //!   answer's size and validators, or the file starts over.
 //! - Work stealing: a connection that finishes its piece takes a piece nobody is
 //!   fetching, or else the second half of the largest range still being fetched,
-//!   as long as both halves are at least [`steal_min`] long. At the very end, an
+//!   as long as both halves are at least [`plan::steal_min`] long. At the very end, an
 //!   idle connection takes over the whole rest of a range whose connection has
-//!   received nothing for [`TAKEOVER_IDLE`] (a stalled or paced server).
+//!   received nothing for [`plan::TAKEOVER_IDLE`] (a stalled or paced server).
 //! - Durability: connections only write. Shortly before each
 //!   [`CHECKPOINT_INTERVAL`] they are asked to write out what they hold; then the
 //!   ranges whose writes completed are flushed (one fdatasync covers every
@@ -23,7 +23,6 @@
 //!   nothing since its previous failure; once the budget is spent, or on an error
 //!   another try would not fix, every connection stops and the try fails.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::future::Future;
 use std::io;
@@ -49,10 +48,10 @@ use crate::checksum::Verifier;
 use crate::events::Progress;
 
 mod conn;
-pub mod plan;
+mod plan;
 
-pub use plan::{plan, steal_min, STEAL_MIN_CAP, TAKEOVER_IDLE};
-use plan::{Rounds, Table};
+pub use plan::plan;
+use plan::{steal_min, Rounds, Table};
 
 /// How often a connection with nothing to do looks for a range to take over.
 const IDLE_POLL: Duration = Duration::from_millis(20);
@@ -63,7 +62,16 @@ const FLUSH_LEAD: Duration = Duration::from_millis(100);
 type SaveJob = JoinHandle<io::Result<ResumeState>>;
 
 /// A connection's future, as the coordinator holds it.
-type ConnFuture<'a> = Pin<Box<dyn Future<Output = (usize, Result<(), DownloadError>)> + Send + 'a>>;
+type ConnFuture<'a> = Pin<Box<dyn Future<Output = (usize, Ended)> + Send + 'a>>;
+
+/// How a connection ended.
+pub(super) struct Ended {
+    /// The source it asked last.
+    source: usize,
+    /// The window generation of its host slot.
+    since: u64,
+    result: Result<(), DownloadError>,
+}
 
 /// One split download in progress.
 pub(super) struct Split<'a, S: Slots> {
@@ -88,10 +96,6 @@ pub(super) struct Split<'a, S: Slots> {
     home: usize,
     /// Sources given up on (before or during this try).
     dropped: Mutex<Vec<usize>>,
-    /// The source each connection asked last.
-    asked: Mutex<HashMap<usize, usize>>,
-    /// The host window's generation each connection's slot was taken in.
-    generations: Mutex<HashMap<usize, u64>>,
     /// Tells every connection to flush, hand back its range and return.
     stop: CancellationToken,
     /// Bumped after each checkpoint: every connection writes out what it holds,
@@ -186,8 +190,6 @@ impl Downloader {
             sources: job.sources().cloned().collect(),
             home: tries.sources.current,
             dropped: Mutex::new(tries.sources.abandoned.clone()),
-            asked: Mutex::new(HashMap::new()),
-            generations: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
             flush: tokio::sync::watch::Sender::new(0),
         };
@@ -286,6 +288,14 @@ impl Downloader {
 }
 
 impl<'a, S: Slots> Split<'a, S> {
+    /// A write to the `.part` failed.
+    fn io_err(&self, source: std::io::Error) -> DownloadError {
+        DownloadError::Io {
+            path: self.part.clone(),
+            source,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -302,17 +312,14 @@ impl<'a, S: Slots> Split<'a, S> {
         let dl = self.dl;
         let policy = dl.retry;
         let mut rounds = Rounds::default();
-        let io_err = |source| DownloadError::Io {
-            path: self.part.clone(),
-            source,
-        };
+        let io_err = |e| self.io_err(e);
         // Two beats per checkpoint: ask the connections to write out what they
         // hold, then record what was written.
         let mut flush_asked = false;
         let tick = tokio::time::sleep(CHECKPOINT_INTERVAL - FLUSH_LEAD);
         tokio::pin!(tick);
         loop {
-            let (conn, result) = tokio::select! {
+            let (conn, ended) = tokio::select! {
                 biased;
                 _ = dl.cancel.cancelled() => return Err(DownloadError::Interrupted),
                 saved = async { saving.as_mut().expect("guarded").await }, if saving.is_some() => {
@@ -340,18 +347,12 @@ impl<'a, S: Slots> Split<'a, S> {
                     None => return Ok(()),
                 },
             };
-            let error = match result {
+            let error = match ended.result {
                 Ok(()) if self.lock().is_complete() => return Ok(()),
                 Ok(()) => continue,
                 Err(e) => e,
             };
-            let source = self
-                .asked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&conn)
-                .copied()
-                .unwrap_or(self.home);
+            let source = ended.source;
             let mirror = source != self.home;
             // A mirror never ends the try: it is dropped, and its connection
             // moves on at once without spending a retry.
@@ -387,21 +388,10 @@ impl<'a, S: Slots> Split<'a, S> {
             }
             // The host window is the first URL's host's.
             if !mirror {
-                let since = self
-                    .generations
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&conn)
-                    .copied()
-                    .unwrap_or_default();
-                error.tell(self.slots, since, policy.max_wait);
+                error.tell(self.slots, ended.since, policy.max_wait);
             }
             rounds.restart(conn);
-            let delay = policy.delay(
-                tries.failed.max(1),
-                error.retry_after(),
-                (self.job.id as u64) << 8 | conn as u64,
-            );
+            let delay = policy.delay(tries.failed.max(1), error.retry_after());
             dl.retrying(
                 self.job,
                 tries,
