@@ -13,14 +13,14 @@ DMBENCH_RUN/tls/ca.pem, DMBENCH_RUN defaulting to /tmp/dmbench-nginx), and, star
 scenarios that need them and stopped after, bench/relay's `relay` (latency, a rate cap per
 connection) and `faulty` (a server that fails a share of requests on purpose).
 """
-import argparse, hashlib, os, re, shutil, statistics, subprocess, sys, time
+import argparse, hashlib, os, re, shutil, statistics, subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PORT = int(os.environ.get("DMBENCH_PORT", "18080"))
 H2_PORT = int(os.environ.get("DMBENCH_H2_PORT", "18443"))
 H1S_PORT = int(os.environ.get("DMBENCH_H1S_PORT", "18444"))
 RUN = os.environ.get("DMBENCH_RUN", "/tmp/dmbench-nginx")
-CA = os.environ.get("DMBENCH_CA", f"{RUN}/tls/ca.pem")
+CA = f"{RUN}/tls/ca.pem"
 WWW = "/dev/shm/dmbench/www"
 OUT = "/dev/shm/dmbench/out"
 LISTS = "/dev/shm/dmbench/lists"
@@ -144,22 +144,27 @@ def pacing_floor(total, conns):
 
 
 class Helper:
-    """relay or faulty from bench/relay on a loopback port (a free one at first, the same one
-    after a restart), until stop()."""
+    """relay, faulty or h2serve from bench/relay on a loopback port (a free one at first, the
+    same one after a restart), until stop(). Its stderr goes to `log` (appended), else to ours.
+    Also used by smoke.py."""
 
-    def __init__(self, argv):
+    def __init__(self, argv, log=None):
         self.argv, self.port, self.p = argv, 0, None
+        self.log = open(log, "a") if log else None
 
     def start(self):
         argv = self.argv + ["--listen", f"127.0.0.1:{self.port}"]
         name = os.path.basename(argv[0])
         if not os.access(argv[0], os.X_OK):
-            raise SystemExit(f"peers: no {argv[0]}; build it: cargo build --release --manifest-path {HERE}/relay/Cargo.toml")
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(f"{LISTS}/{name}.log", "a"), text=True)
+            raise SystemExit(f"no {argv[0]}; build it: cargo build --release --features h2serve "
+                             f"--manifest-path {HERE}/relay/Cargo.toml")
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.p.stdout.readline()
         m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
         if not m:
-            raise SystemExit(f"peers: {name} did not start ({line.strip()}); see {LISTS}/{name}.log")
+            self.p.kill()
+            where = f"; see {self.log.name}" if self.log else ""
+            raise SystemExit(f"{name} did not start ({line.strip()!r}){where}")
         self.port = int(m.group(1))
         return self
 
@@ -181,10 +186,10 @@ def helper_for(s, relay_bin):
         r = s["relay"]
         scheme, port = NGINX[r["upstream"]]
         argv = [f"{relay_bin}/relay", "--upstream", f"127.0.0.1:{port}", "--rtt-ms", str(r["rtt_ms"]), "--rate", str(r["rate"])]
-        return Helper(argv), scheme
+        return Helper(argv, log=f"{LISTS}/relay.log"), scheme
     if s["server"] == "faulty":
         argv = [f"{relay_bin}/faulty", "--root", WWW, "--fraction", "0.15", "--seed", "1"]
-        return Helper(argv), "http"
+        return Helper(argv, log=f"{LISTS}/faulty.log"), "http"
     return None, NGINX[s["server"]][0]
 
 

@@ -6,7 +6,8 @@
 Serves a few hundred generated files (1 byte to 64 KiB, plus two of 3 MiB)
 from a loopback HTTP/1.1 server in this process (Python's standard library,
 no nginx needed), downloads them with volley the way the benchmark does
-(`-i LIST -j 16`, and the large ones split with `-x 4`), and checks that
+(`-i LIST -j 16`, the large ones split: `connections=4` on their list
+lines), and checks that
 every file arrived byte-identical, that no `.part` or state file is left,
 and that a rerun of the same command downloads nothing and exits 0. Prints
 the wall time for information; exits 1 on any mismatch.
@@ -20,6 +21,8 @@ trip, with a CA and certificate `tls.sh` makes at run time (needs `openssl`),
 h2serve's count: every request over HTTP/2, none over HTTP/1.1.
 """
 import argparse, hashlib, http.server, os, random, re, shutil, subprocess, sys, tempfile, threading, time
+
+from peers import Helper  # bench/peers.py: starts and stops bench/relay's binaries
 
 FILES = 300
 JOBS = 16
@@ -96,28 +99,6 @@ def plain(volley, root):
     print(f"smoke: ok: {len(names)} files, {total / 1048576:.1f} MiB byte-identical in {wall:.2f} s; rerun downloaded nothing")
 
 
-def start(argv, procs):
-    """Starts a bench/relay binary; returns its port (from its first line)."""
-    if not os.access(argv[0], os.X_OK):
-        fail(f"no {argv[0]}: cargo build --release --features h2serve --manifest-path bench/relay/Cargo.toml")
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    procs.append(p)
-    line = p.stdout.readline()
-    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-    if not m:
-        fail(f"{os.path.basename(argv[0])} did not start: {line.strip()!r}")
-    return int(m.group(1))
-
-
-def stop(p):
-    p.terminate()
-    try:
-        return p.communicate(timeout=10)[0]
-    except subprocess.TimeoutExpired:
-        p.kill()
-        return p.communicate()[0]
-
-
 def h2(volley, bins, root):
     """HTTPS with HTTP/2 from h2serve, through the relay at RTT_MS."""
     tls = subprocess.run([os.path.join(HERE, "tls.sh"), os.path.join(root, "tls")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -127,21 +108,24 @@ def h2(volley, bins, root):
     www, out = os.path.join(root, "h2www"), os.path.join(root, "h2out")
     names = [f"h{i}.bin" for i in range(FILES)]
     make_files(www, random.Random(7), names)
-    procs = []
+    h2s = Helper([os.path.join(bins, "h2serve"), "--root", www,
+                  "--cert", os.path.join(tls, "server.pem"), "--key", os.path.join(tls, "server.key")])
+    relay = None
     try:
-        port = start([os.path.join(bins, "h2serve"), "--listen", "127.0.0.1:0", "--root", www,
-                      "--cert", os.path.join(tls, "server.pem"), "--key", os.path.join(tls, "server.key")], procs)
-        rport = start([os.path.join(bins, "relay"), "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{port}", "--rtt-ms", str(RTT_MS)], procs)
+        h2s.start()
+        relay = Helper([os.path.join(bins, "relay"), "--upstream", f"127.0.0.1:{h2s.port}", "--rtt-ms", str(RTT_MS)]).start()
+        rport = relay.port
         lst = os.path.join(root, "h2list.txt")
         with open(lst, "w") as f:
             f.writelines(f"https://127.0.0.1:{rport}/{n}\n" for n in names)
         cmd = [volley, "-q", "-i", lst, "-j", str(JOBS), "--max-per-host", str(JOBS), "-d", out, "--ca-cert", os.path.join(tls, "ca.pem")]
         wall = check(cmd, www, out, names, "https h2")
-        stop(procs.pop())  # the relay
-        counts = stop(procs.pop())
+        relay.stop()
+        counts = h2s.stop()
     finally:
-        for p in procs:
-            p.kill()
+        for h in (relay, h2s):
+            if h and h.p:
+                h.p.kill()
     m = re.search(r"h2 (\d+) connections (\d+) requests, http/1.1 (\d+) connections (\d+) requests", counts)
     if not m:
         fail(f"h2serve gave no counts: {counts!r}")

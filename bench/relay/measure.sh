@@ -6,6 +6,8 @@
 #    the relay's CPU seconds per GiB;
 # 2. 16 connections at once through --rate 8M, each a 16 MiB range of L0: the slowest connection's time against the
 #    floor of 16 MiB / 8 MiB/s = 2.0 s, and the relay's CPU seconds.
+# Also a row through the queue with a 1 us round trip (the cost of the latency timer alone). RELAY_BIN: another relay
+# binary to measure (default: this crate's release build).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 runs=${1:-5}

@@ -1,7 +1,7 @@
 //! Helpers shared by `relay`, `faulty` and `h2serve` (no argument library:
+//! the dependency tree stays tokio, bytes and libc).
 
 #![allow(dead_code)] // each binary uses part of it
-//! the dependency tree stays tokio, bytes and libc).
 
 use std::path::{Component, Path, PathBuf};
 use std::process::exit;
@@ -48,6 +48,20 @@ pub async fn terminated() {
         }
     })
     .await
+}
+
+/// The next connection on `listener`; an error (EMFILE and the like) is
+/// logged as `who`'s and waited out instead of spun on.
+pub async fn accept(listener: &tokio::net::TcpListener, who: &str) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((c, _)) => return c,
+            Err(e) => {
+                eprintln!("{who}: accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 pub fn die(usage: &str, msg: &str) -> ! {

@@ -103,9 +103,11 @@ impl Server {
         }
         let mut rng = SplitMix(h ^ n.wrapping_mul(0xd1b5_4a32_d192_ed03));
         let hit = rng.unit() < self.fraction;
-        let which = self.faults[(rng.next() % self.faults.len() as u64) as usize];
+        let which = *self
+            .faults
+            .get((rng.next() % self.faults.len().max(1) as u64) as usize)?;
         let at = rng.unit();
-        (hit && !self.faults.is_empty()).then_some((which, at))
+        hit.then_some((which, at))
     }
 
     fn count(&self, f: Fault) {
@@ -211,15 +213,8 @@ fn main() {
         let s = server.clone();
         tokio::spawn(async move {
             loop {
-                match listener.accept().await {
-                    Ok((c, _)) => {
-                        tokio::spawn(connection(c, s.clone()));
-                    }
-                    Err(e) => {
-                        eprintln!("faulty: accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
+                let c = common::accept(&listener, "faulty").await;
+                tokio::spawn(connection(c, s.clone()));
             }
         });
         common::terminated().await;
@@ -343,7 +338,15 @@ async fn respond(
         .await?;
         return Ok(true);
     }
-    let Some(file) = local_path(&server.root, &req.path) else {
+    let found = match local_path(&server.root, &req.path) {
+        Some(f) => tokio::fs::metadata(&f)
+            .await
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| (f, m)),
+        None => None,
+    };
+    let Some((file, meta)) = found else {
         c.write_all(&simple(
             "404 Not Found",
             "not found\n",
@@ -352,19 +355,6 @@ async fn respond(
         ))
         .await?;
         return Ok(true);
-    };
-    let meta = match tokio::fs::metadata(&file).await {
-        Ok(m) if m.is_file() => m,
-        _ => {
-            c.write_all(&simple(
-                "404 Not Found",
-                "not found\n",
-                req.keep_alive,
-                req.head_only,
-            ))
-            .await?;
-            return Ok(true);
-        }
     };
     let size = meta.len();
     let mtime = meta

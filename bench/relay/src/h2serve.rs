@@ -123,9 +123,7 @@ fn main() {
             std::process::exit(0);
         });
         loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
+            let tcp = common::accept(&listener, "h2serve").await;
             let _ = tcp.set_nodelay(true);
             let (acceptor, root) = (acceptor.clone(), root.clone());
             tokio::spawn(async move {

@@ -176,15 +176,7 @@ async fn serve(listen: SocketAddr, upstream: String, shape: Shape) {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     loop {
-        let (client, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // EMFILE and the like: wait instead of spinning.
-                eprintln!("relay: accept: {e}");
-                sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let client = common::accept(&listener, "relay").await;
         tokio::spawn(connection(client, up, shape));
     }
 }
