@@ -125,6 +125,35 @@ impl BarsReporter {
     }
 
     /// Lay the rows out again if the terminal's width changed.
+    /// A row for download `id` above the total (bytes already on disk are
+    /// not speed: the estimate starts after them).
+    fn add_row(
+        &mut self,
+        id: DownloadId,
+        name: String,
+        size: Option<u64>,
+        progress: Arc<Progress>,
+        to_fetch: Option<u64>,
+    ) {
+        self.fit();
+        let bar = ProgressBar::with_draw_target(size, ProgressDrawTarget::hidden());
+        bar.set_style(self.style.clone());
+        bar.set_prefix(middle_truncate(&name, self.layout.name));
+        bar.set_position(progress.bytes());
+        bar.reset_eta();
+        let bar = self.multi.insert_before(&self.total, bar);
+        self.active.insert(
+            id,
+            Active {
+                bar,
+                progress,
+                name,
+                to_fetch,
+                retry_until: None,
+            },
+        );
+    }
+
     fn fit(&mut self) {
         let width = self.screen.line_width();
         if width == self.width {
@@ -213,6 +242,7 @@ impl Reporter for BarsReporter {
                 if size.is_none() {
                     self.size_unknown = true;
                 }
+                let to_fetch = size.map(|s| s.saturating_sub(*resumed_from));
                 if let Some(a) = self.active.get_mut(id) {
                     // Started again (a retry from scratch), or for the first
                     // time after waiting to retry: the same row, now of the
@@ -221,32 +251,14 @@ impl Reporter for BarsReporter {
                     a.bar.set_style(self.style.clone());
                     a.progress = progress.clone();
                     a.name = show_path(path);
-                    a.to_fetch = size.map(|s| s.saturating_sub(*resumed_from));
+                    a.to_fetch = to_fetch;
                     a.bar.set_prefix(middle_truncate(&a.name, self.layout.name));
                     if let Some(size) = size {
                         a.bar.set_length(*size);
                     }
                     return;
                 }
-                self.fit();
-                let bar = ProgressBar::with_draw_target(*size, ProgressDrawTarget::hidden());
-                bar.set_style(self.style.clone());
-                let name = show_path(path);
-                bar.set_prefix(middle_truncate(&name, self.layout.name));
-                bar.set_position(progress.bytes());
-                // Bytes found on disk are not speed: start the estimate after them.
-                bar.reset_eta();
-                let bar = self.multi.insert_before(&self.total, bar);
-                self.active.insert(
-                    *id,
-                    Active {
-                        bar,
-                        progress: progress.clone(),
-                        name,
-                        to_fetch: size.map(|s| s.saturating_sub(*resumed_from)),
-                        retry_until: None,
-                    },
-                );
+                self.add_row(*id, show_path(path), *size, progress.clone(), to_fetch);
             }
             Event::Finished { id, .. } => {
                 self.end(*id);
@@ -267,26 +279,12 @@ impl Reporter for BarsReporter {
                 if !self.active.contains_key(id) {
                     // Failed before its first answer: a row of its own to
                     // show the wait, named after its URL until it starts.
-                    self.fit();
-                    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
-                    bar.set_style(self.style.clone());
                     let name = url
                         .rsplit('/')
                         .find(|s| !s.is_empty())
                         .unwrap_or(url)
                         .to_string();
-                    bar.set_prefix(middle_truncate(&name, self.layout.name));
-                    let bar = self.multi.insert_before(&self.total, bar);
-                    self.active.insert(
-                        *id,
-                        Active {
-                            bar,
-                            progress: Progress::new(),
-                            name,
-                            to_fetch: None,
-                            retry_until: None,
-                        },
-                    );
+                    self.add_row(*id, name, None, Progress::new(), None);
                 }
                 if let Some(a) = self.active.get_mut(id) {
                     a.retry_until = Some(Instant::now() + *delay);
